@@ -1,0 +1,38 @@
+/* The event: one accepted submit, as it travels loop -> mq -> consumer -> stats (SPEC §3).
+ *
+ * A fixed-size value type: batches are plain arrays that one owner hands to the next, so no
+ * event ever shares memory with a session. */
+#ifndef KUPOOL_EVENT_H
+#define KUPOOL_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KP_EVENT_ID_MAX 47 /* "<16 hex node id>-<decimal sequence>" fits easily */
+#define KP_USERNAME_MAX 255
+#define KP_CLIENT_NONCE_MAX 64
+
+/* Longest JSON text kp_event_to_json() can produce: escaped username (6 bytes per byte worst
+ * case) plus the fixed fields. */
+#define KP_EVENT_JSON_MAX (KP_USERNAME_MAX * 6 + 256)
+
+typedef struct kp_event {
+    char event_id[KP_EVENT_ID_MAX + 1];         /* unique per accepted submit; dedupe key */
+    char username[KP_USERNAME_MAX + 1];         /* valid UTF-8, no control characters */
+    int64_t job_id;
+    char client_nonce[KP_CLIENT_NONCE_MAX + 1]; /* as the client sent it */
+    int64_t ts_ms;                              /* wall clock at acceptance, Unix milliseconds */
+} kp_event;
+
+/* The UTC minute an event is counted in, as Unix seconds (a multiple of 60). */
+int64_t kp_event_minute(const kp_event *ev);
+
+/* Writes the SPEC §3 JSON object (no newline) into buf. Returns its length, or KP_EINVAL when
+ * cap is too small (KP_EVENT_JSON_MAX always suffices). */
+int kp_event_to_json(const kp_event *ev, char *buf, size_t cap);
+
+/* Parses what kp_event_to_json() wrote. Returns 0 or KP_EINVAL (missing field, wrong type, too
+ * long). `ev` is fully overwritten on success. */
+int kp_event_from_json(const char *json, size_t len, kp_event *ev);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: nonce_set */

@@ -1,0 +1,259 @@
+#include "testsupport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KP_MAX_FDS 65536
+#define KP_LINEBUF 65536
+
+/* Per-fd receive buffers: bytes read past the last returned line. */
+typedef struct linebuf {
+    char data[KP_LINEBUF];
+    size_t len;
+} linebuf;
+static linebuf *bufs[KP_MAX_FDS];
+
+uint64_t kp_test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int proc_read_some(kp_proc *proc, int timeout_ms)
+{
+    struct pollfd p = {.fd = proc->log_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return 0;
+    size_t room = sizeof(proc->log) - 1 - proc->log_len;
+    if (room == 0) { /* keep the newest half: tests look for recent lines */
+        size_t half = sizeof(proc->log) / 2;
+        memmove(proc->log, proc->log + half, proc->log_len - half);
+        proc->log_len -= half;
+        room = sizeof(proc->log) - 1 - proc->log_len;
+    }
+    ssize_t n = read(proc->log_fd, proc->log + proc->log_len, room);
+    if (n <= 0)
+        return -1;
+    proc->log_len += (size_t)n;
+    proc->log[proc->log_len] = '\0';
+    return 1;
+}
+
+int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms)
+{
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (strstr(proc->log, needle))
+            return 1;
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            return 0;
+        if (proc_read_some(proc, (int)(deadline - now)) < 0 && !strstr(proc->log, needle))
+            return 0;
+    }
+}
+
+void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env)
+{
+    memset(proc, 0, sizeof(*proc));
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    const char *argv[64];
+    size_t argc = 0;
+    argv[argc++] = KP_SERVER_BIN;
+    argv[argc++] = "-addr";
+    argv[argc++] = "127.0.0.1:0";
+    for (size_t i = 0; args && args[i] && argc < 62; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv(KP_SERVER_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    proc->pid = pid;
+    proc->log_fd = pipefd[0];
+    if (!kp_proc_wait_log(proc, "module=tcp.server", 10000)) {
+        fprintf(stderr, "server did not start; log:\n%s\n", proc->log);
+        kill(pid, SIGKILL);
+        fail();
+    }
+    const char *p = strstr(proc->log, "listen=");
+    assert_non_null(p);
+    const char *colon = strchr(p, ':');
+    const char *last = colon;
+    while (colon && *colon != ' ' && *colon != '\n') { /* the port follows the last ':' */
+        if (*colon == ':')
+            last = colon;
+        colon++;
+    }
+    assert_non_null(last);
+    proc->port = atoi(last + 1);
+    assert_true(proc->port > 0);
+}
+
+int kp_proc_stop(kp_proc *proc, int sig, int timeout_ms)
+{
+    int status = 0;
+    if (sig)
+        kill(proc->pid, sig);
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(proc->pid, &status, WNOHANG);
+        if (r == proc->pid)
+            break;
+        if (kp_test_now_ms() >= deadline) {
+            kill(proc->pid, SIGKILL);
+            waitpid(proc->pid, &status, 0);
+            while (proc_read_some(proc, 100) > 0) {
+            }
+            close(proc->log_fd);
+            return -1;
+        }
+        proc_read_some(proc, 20);
+    }
+    while (proc_read_some(proc, 100) > 0) {
+    }
+    close(proc->log_fd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int kp_connect(int port, int may_fail)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0 && fd < KP_MAX_FDS);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        if (may_fail)
+            return -1;
+        fail_msg("connect: %s", strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!bufs[fd])
+        bufs[fd] = calloc(1, sizeof(linebuf));
+    assert_non_null(bufs[fd]);
+    bufs[fd]->len = 0;
+    return fd;
+}
+
+void kp_send(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        assert_true(n > 0);
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+void kp_sendf(int fd, const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(buf));
+    kp_send(fd, buf, (size_t)n);
+}
+
+int kp_recv_line(int fd, char *out, size_t cap, int timeout_ms)
+{
+    linebuf *b = bufs[fd];
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        char *nl = memchr(b->data, '\n', b->len);
+        if (nl) {
+            size_t n = (size_t)(nl - b->data);
+            size_t copy = n < cap - 1 ? n : cap - 1;
+            memcpy(out, b->data, copy);
+            out[copy] = '\0';
+            memmove(b->data, nl + 1, b->len - n - 1);
+            b->len -= n + 1;
+            return (int)copy;
+        }
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)(deadline - now));
+        if (r <= 0)
+            continue;
+        if (b->len == sizeof(b->data))
+            return -2;
+        ssize_t n = recv(fd, b->data + b->len, sizeof(b->data) - b->len, 0);
+        if (n <= 0)
+            return -2;
+        b->len += (size_t)n;
+    }
+}
+
+void kp_expect_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    int n = kp_recv_line(fd, buf, cap, timeout_ms);
+    if (n < 0)
+        fail_msg("expected a line on fd %d, got %s", fd, n == -1 ? "timeout" : "EOF");
+}
+
+int kp_wait_closed(int fd, int timeout_ms)
+{
+    char tmp[8192];
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            return 0;
+        int n = kp_recv_line(fd, tmp, sizeof(tmp), (int)(deadline - now));
+        if (n == -2)
+            return 1;
+        if (n == -1)
+            return 0;
+    }
+}
+
+void kp_close(int fd)
+{
+    if (fd >= 0 && fd < KP_MAX_FDS && bufs[fd])
+        bufs[fd]->len = 0;
+    close(fd);
+}
+
+void kp_test_result(const char *a, const char *b, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, a, strlen(a));
+    EVP_DigestUpdate(ctx, b, strlen(b));
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}

@@ -1,0 +1,63 @@
+/* Test support: start the real kupool-server binary, talk to it over line-oriented sockets.
+ *
+ * Blocking sockets with poll()-based timeouts: tests are sequential scripts, so plain blocking
+ * code reads best. Every function fails the current cmocka test on error unless it says it
+ * returns one. */
+#ifndef KP_TESTSUPPORT_H
+#define KP_TESTSUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+
+typedef struct kp_proc {
+    pid_t pid;
+    int log_fd;        /* read end of the server's stderr */
+    char log[1 << 20]; /* everything read from stderr so far, NUL-terminated */
+    size_t log_len;
+    int port;          /* the TCP port from the "started" line */
+} kp_proc;
+
+/* Starts kupool-server with `-addr 127.0.0.1:0` plus the NULL-terminated extra args, waits for
+ * its "started" line and fills proc->port. `env` is a NULL-terminated list of "K=V" added to the
+ * environment (may be NULL). */
+void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env);
+
+/* Reads stderr until `needle` appears in the log (or timeout_ms passes). Returns 1 if found. */
+int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms);
+
+/* Sends `sig` and waits up to timeout_ms for exit; returns the exit status (or -1 on timeout,
+ * after which the process is killed). Reads the rest of stderr into the log. */
+int kp_proc_stop(kp_proc *proc, int sig, int timeout_ms);
+
+/* Connects to 127.0.0.1:port; returns the fd (or -1 when `may_fail` and connect failed). */
+int kp_connect(int port, int may_fail);
+
+/* Writes all bytes. */
+void kp_send(int fd, const char *data, size_t len);
+void kp_sendf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads one line (without "\n") into buf using a per-fd buffer kept by testsupport.c. Returns
+ * its length, -1 on timeout, -2 on EOF/reset. */
+int kp_recv_line(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Like kp_recv_line but fails the test unless a line arrives. */
+void kp_expect_line(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Returns 1 when the peer closed the connection within timeout_ms (after draining lines). */
+int kp_wait_closed(int fd, int timeout_ms);
+
+/* Closes fd and forgets its buffer. */
+void kp_close(int fd);
+
+/* hex(sha256(a || b)) into out[65]. */
+void kp_test_result(const char *a, const char *b, char out[65]);
+
+/* Monotonic milliseconds. */
+uint64_t kp_test_now_ms(void);
+
+#endif
