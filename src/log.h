@@ -37,8 +37,8 @@ void kp_log_close(void);
 int kp_log_enabled(kp_log_level level);
 
 /* Logs `msg` with the key=value pairs in `kv_fmt` (printf format, may be NULL) and the module.
- * Values containing spaces or quotes must be passed quoted by the caller with %s of a string made
- * by kp_log_quote(), or simply formatted as key="%s" when they can contain no quote.
+ * A value that may contain spaces is formatted quoted, key="%s"; control characters are made
+ * harmless by the logger, so a line never splits.
  * In JSON format each pair becomes a member; a value that looks like an integer or a float stays
  * a number, true/false stay booleans, a quoted value is unquoted. */
 void kp_log(kp_log_level level, const char *module, const char *msg, const char *kv_fmt, ...)
