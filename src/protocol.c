@@ -1,1 +1,143 @@
-/* placeholder: protocol */
+#include "protocol.h"
+
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kupool/error.h"
+#include "log.h"
+
+int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_pipeline *pipeline,
+                     uint64_t min_interval_ms, uint32_t max_errors)
+{
+    memset(p, 0, sizeof(*p));
+    p->jobs = jobs;
+    p->pipeline = pipeline;
+    p->min_interval_ms = min_interval_ms;
+    p->max_errors = max_errors;
+    p->next_seq = 1;
+
+    /* A random node id keeps event ids unique across restarts and across scale-out nodes
+     * without coordination: the stats store dedupes on them. */
+    unsigned char raw[8];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return KP_EIO;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(p->node_id + 2 * i, 3, "%02x", raw[i]);
+    return kp_hasher_init(&p->hasher);
+}
+
+void kp_protocol_free(kp_protocol *p) { kp_hasher_free(&p->hasher); }
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_reply(kp_reply *reply, bool has_id, int64_t id, kp_outcome oc)
+{
+    reply->outcome = oc;
+    reply->len = kp_format_response(reply->line, has_id, id, oc);
+}
+
+static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *req, kp_reply *reply)
+{
+    if (peer->username) {
+        set_reply(reply, true, req->id, KP_OUTCOME_ALREADY_AUTHORIZED);
+        return;
+    }
+    kp_authorize_params ap;
+    if (kp_authorize_params_get(req, &ap) != KP_OUTCOME_OK) {
+        set_reply(reply, true, req->id, KP_OUTCOME_INVALID_USERNAME);
+        reply->actions |= KP_REPLY_CLOSE;
+        return;
+    }
+    peer->username = strndup(ap.username, ap.username_len);
+    if (!peer->username) {
+        KP_ERROR("app.acceptor", "out of memory authorizing", NULL);
+        reply->actions |= KP_REPLY_CLOSE;
+        reply->len = 0;
+        return;
+    }
+    set_reply(reply, true, req->id, KP_OUTCOME_OK);
+    reply->actions |= KP_REPLY_SEND_JOB;
+}
+
+static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_params *sp)
+{
+    kp_event ev;
+    snprintf(ev.event_id, sizeof(ev.event_id), "%s-%" PRIu64, p->node_id, p->next_seq++);
+    /* Both lengths were validated by the codec (username <= 255, nonce <= 64 bytes). */
+    memcpy(ev.username, peer->username, strlen(peer->username) + 1);
+    memcpy(ev.client_nonce, sp->client_nonce, sp->client_nonce_len);
+    ev.client_nonce[sp->client_nonce_len] = '\0';
+    ev.job_id = sp->job_id;
+    ev.ts_ms = wall_clock_ms();
+    return kp_pipeline_push(p->pipeline, &ev);
+}
+
+static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, uint64_t mono_ms,
+                          kp_reply *reply)
+{
+    kp_submit_env env = {
+        .jobs = p->jobs,
+        .hasher = &p->hasher,
+        .mono_ms = mono_ms,
+        .min_interval_ms = p->min_interval_ms,
+    };
+    kp_submit_params sp = {0};
+    bool oom = false;
+    kp_outcome oc = kp_submit_check(peer, req, &env, &sp, &oom);
+    if (oc == KP_OUTCOME_OK && push_event(p, peer, &sp) != 0)
+        oom = true;
+    if (oom) {
+        /* The submit can be neither recorded nor refused honestly: drop the session, the client
+         * will resubmit elsewhere. Never answer "accepted" for an event we could not keep. */
+        KP_ERROR("app.listener", "out of memory on submit; closing session", "username=\"%s\"",
+                 peer->username);
+        reply->actions |= KP_REPLY_CLOSE;
+        reply->len = 0;
+        reply->outcome = KP_OUTCOME_COUNT;
+        return;
+    }
+    set_reply(reply, true, req->id, oc);
+    if (oc == KP_OUTCOME_UNAUTHORIZED)
+        reply->actions |= KP_REPLY_CLOSE;
+    if (kp_log_enabled(KP_LOG_DEBUG))
+        KP_DEBUG("app.listener", "submit", "username=\"%s\" job_id=%" PRId64 " outcome=%s",
+                 peer->username ? peer->username : "", sp.job_id,
+                 kp_outcome_label(oc));
+}
+
+void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t len,
+                        uint64_t mono_ms, kp_reply *reply)
+{
+    reply->actions = 0;
+    reply->len = 0;
+    kp_request req;
+    kp_outcome oc = kp_request_parse(msg, len, &req);
+    if (oc != KP_OUTCOME_OK) {
+        set_reply(reply, req.has_id, req.id, oc);
+    } else {
+        if (req.method == KP_METHOD_AUTHORIZE)
+            handle_authorize(p, peer, &req, reply);
+        else
+            handle_submit(p, peer, &req, mono_ms, reply);
+        kp_request_free(&req);
+    }
+
+    if (reply->outcome >= KP_OUTCOME_COUNT)
+        return;
+    p->outcomes[reply->outcome]++;
+    if (kp_outcome_is_malformed(reply->outcome)) {
+        if (++peer->errors_in_row >= p->max_errors)
+            reply->actions |= KP_REPLY_CLOSE;
+    } else {
+        peer->errors_in_row = 0;
+    }
+}

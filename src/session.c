@@ -1,1 +1,319 @@
-/* placeholder: session */
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kupool/error.h"
+#include "log.h"
+
+#define MODULE "tcp.server"
+
+/* A peer that lets this much output pile up unread is too slow to follow the broadcast; it is
+ * dropped rather than allowed to grow the server's memory. */
+#define MAX_QUEUED_BYTES (256u * 1024u)
+
+/* A queued write: owns a copy of its bytes, or a reference on a shared job line. */
+typedef struct write_req {
+    uv_write_t req;
+    kp_shared_line *line;
+    char bytes[];
+} write_req;
+
+static void on_close(uv_handle_t *h)
+{
+    kp_session *sess = (kp_session *)h;
+    kp_server *s = sess->server;
+    s->connections--;
+    kp_peer_free(&sess->peer);
+    free(sess->partial);
+    free(sess);
+}
+
+void kp_session_close(kp_session *sess, const char *why)
+{
+    if (sess->closing)
+        return;
+    sess->closing = true;
+    kp_server *s = sess->server;
+    if (sess->list)
+        kp_session_list_remove(s, sess);
+    if (kp_log_enabled(KP_LOG_DEBUG))
+        KP_DEBUG(MODULE, "session closed", "reason=\"%s\" username=\"%s\"", why,
+                 sess->peer.username ? sess->peer.username : "");
+    uv_close((uv_handle_t *)&sess->tcp, on_close);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    kp_session *sess = req->data;
+    free(req);
+    kp_session_close(sess, "closed after response"); /* no-op when a close cancelled us */
+}
+
+/* Closes once everything queued has been written, so the client reads the error first. The
+ * session stays in its list (a server shutdown still finds it) but reads and writes stop. */
+static void close_after_writes(kp_session *sess)
+{
+    if (sess->closing || sess->draining)
+        return;
+    sess->draining = true;
+    uv_read_stop((uv_stream_t *)&sess->tcp);
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
+        kp_session_close(sess, "closed after response");
+        return;
+    }
+    req->data = sess;
+    if (uv_shutdown(req, (uv_stream_t *)&sess->tcp, on_shutdown) != 0) {
+        free(req);
+        kp_session_close(sess, "closed after response");
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req *wr = (write_req *)req;
+    kp_session *sess = req->data;
+    if (wr->line)
+        kp_shared_line_release(wr->line);
+    free(wr);
+    if (status < 0 && status != UV_ECANCELED)
+        kp_session_close(sess, uv_strerror(status));
+}
+
+/* Writes now what the socket takes and queues the rest. `line` (optional) backs `data`. */
+static void session_write(kp_session *sess, const char *data, size_t len, kp_shared_line *line)
+{
+    if (sess->closing || sess->draining || len == 0)
+        return;
+    uv_stream_t *stream = (uv_stream_t *)&sess->tcp;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write(stream, &buf, 1);
+    if (n == (int)len)
+        return;
+    if (n < 0 && n != UV_EAGAIN) {
+        kp_session_close(sess, uv_strerror(n));
+        return;
+    }
+    size_t off = n > 0 ? (size_t)n : 0;
+    size_t rest = len - off;
+    if (stream->write_queue_size + rest > MAX_QUEUED_BYTES) {
+        sess->server->counters.closed_slow++;
+        kp_session_close(sess, "slow reader");
+        return;
+    }
+    write_req *wr = malloc(sizeof(*wr) + (line ? 0 : rest));
+    if (!wr) {
+        kp_session_close(sess, "out of memory");
+        return;
+    }
+    wr->req.data = sess;
+    wr->line = line;
+    if (line) {
+        line->refs++;
+        buf = uv_buf_init((char *)data + off, (unsigned)rest);
+    } else {
+        memcpy(wr->bytes, data + off, rest);
+        buf = uv_buf_init(wr->bytes, (unsigned)rest);
+    }
+    if (uv_write(&wr->req, stream, &buf, 1, on_write) != 0) {
+        if (line)
+            kp_shared_line_release(line);
+        free(wr);
+        kp_session_close(sess, "write failed");
+    }
+}
+
+void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
+{
+    if (sess->last_job_id >= job_id)
+        return;
+    sess->last_job_id = job_id;
+    session_write(sess, line->data, line->len, line);
+}
+
+/* Responses to one read collect in the server's out_buf and leave in one write. */
+static void flush_out(kp_session *sess)
+{
+    kp_server *s = sess->server;
+    if (s->out_len) {
+        size_t n = s->out_len;
+        s->out_len = 0;
+        session_write(sess, s->out_buf, n, NULL);
+    }
+}
+
+static void append_out(kp_session *sess, const char *data, size_t len)
+{
+    kp_server *s = sess->server;
+    if (s->out_len + len > s->read_buf_size)
+        flush_out(sess);
+    memcpy(s->out_buf + s->out_len, data, len);
+    s->out_len += len;
+}
+
+static void on_authorized(kp_session *sess)
+{
+    kp_server *s = sess->server;
+    kp_session_list_remove(s, sess);
+    kp_session_list_append(&s->authorized, sess);
+    if (kp_log_enabled(KP_LOG_DEBUG))
+        KP_DEBUG("app.acceptor", "authorized", "username=\"%s\" sessions=%zu",
+                 sess->peer.username, s->authorized.count);
+    /* The current job follows the response at once (SPEC §2 Sessions). */
+    if (s->job_line) {
+        sess->last_job_id = s->job_line_id;
+        append_out(sess, s->job_line->data, s->job_line->len);
+    }
+}
+
+/* Handles one complete line (terminator removed). Returns false when the session must stop
+ * reading (it is closing). */
+static bool handle_line(kp_session *sess, const char *line, size_t len)
+{
+    kp_server *s = sess->server;
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (len > s->cfg->max_msg) {
+        s->counters.closed_too_long++;
+        kp_session_close(sess, "message too long");
+        return false;
+    }
+    if (len == 0)
+        return true; /* blank lines are keep-alive noise, not messages */
+
+    kp_reply reply;
+    kp_protocol_handle(&s->protocol, &sess->peer, line, len, uv_now(s->loop), &reply);
+    append_out(sess, reply.line, reply.len);
+    if (reply.actions & KP_REPLY_SEND_JOB)
+        on_authorized(sess);
+    if (reply.actions & KP_REPLY_CLOSE) {
+        if (kp_outcome_is_malformed(reply.outcome))
+            s->counters.closed_max_errors++;
+        flush_out(sess);
+        close_after_writes(sess);
+        return false;
+    }
+    return true;
+}
+
+static bool keep_partial(kp_session *sess, const char *data, size_t len)
+{
+    size_t need = sess->partial_len + len;
+    /* +1: the limit applies to the message; a trailing '\r' may still be in this part. */
+    if (need > (size_t)sess->server->cfg->max_msg + 1) {
+        sess->server->counters.closed_too_long++;
+        kp_session_close(sess, "message too long");
+        return false;
+    }
+    if (need > sess->partial_cap) {
+        uint32_t cap = sess->partial_cap ? sess->partial_cap : 128;
+        while (cap < need)
+            cap *= 2;
+        char *grown = realloc(sess->partial, cap);
+        if (!grown) {
+            kp_session_close(sess, "out of memory");
+            return false;
+        }
+        sess->partial = grown;
+        sess->partial_cap = cap;
+    }
+    memcpy(sess->partial + sess->partial_len, data, len);
+    sess->partial_len = (uint32_t)need;
+    return true;
+}
+
+static void drop_partial(kp_session *sess)
+{
+    free(sess->partial);
+    sess->partial = NULL;
+    sess->partial_len = sess->partial_cap = 0;
+}
+
+static void process(kp_session *sess, const char *p, const char *end)
+{
+    if (sess->partial_len) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!keep_partial(sess, p, nl ? (size_t)(nl - p) : (size_t)(end - p)) || !nl)
+            return;
+        bool go_on = handle_line(sess, sess->partial, sess->partial_len);
+        if (sess->partial) /* a closed session's buffer is freed by on_close */
+            drop_partial(sess);
+        if (!go_on)
+            return;
+        p = nl + 1;
+    }
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            keep_partial(sess, p, (size_t)(end - p));
+            return;
+        }
+        if (!handle_line(sess, p, (size_t)(nl - p)))
+            return;
+        p = nl + 1;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    kp_server *s = ((kp_session *)h)->server;
+    /* One read at a time on the loop thread, so one buffer serves every session. */
+    if (s->read_buf_busy) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    s->read_buf_busy = true;
+    *buf = uv_buf_init(s->read_buf, (unsigned)s->read_buf_size);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    kp_session *sess = (kp_session *)stream;
+    kp_server *s = sess->server;
+    if (buf->base == s->read_buf)
+        s->read_buf_busy = false;
+    if (nread < 0) {
+        kp_session_close(sess, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0 || sess->closing || sess->draining)
+        return;
+    s->out_len = 0;
+    process(sess, buf->base, buf->base + nread);
+    flush_out(sess);
+}
+
+void kp_session_accept(kp_server *s)
+{
+    kp_session *sess = calloc(1, sizeof(*sess));
+    if (!sess) {
+        KP_ERROR(MODULE, "out of memory accepting a connection", NULL);
+        return;
+    }
+    sess->server = s;
+    uv_tcp_init(s->loop, &sess->tcp);
+    s->connections++;
+    int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&sess->tcp);
+    if (rc != 0) {
+        sess->closing = true;
+        uv_close((uv_handle_t *)&sess->tcp, on_close);
+        return;
+    }
+    if (s->connections > s->max_connections || s->shutting_down) {
+        s->counters.connections_rejected++;
+        if (s->counters.connections_rejected == 1 || s->counters.connections_rejected % 1000 == 0)
+            KP_WARN(MODULE, "connection refused: -max_conns reached", "max_conns=%zu rejected=%llu",
+                    s->max_connections, (unsigned long long)s->counters.connections_rejected);
+        sess->closing = true;
+        uv_close((uv_handle_t *)&sess->tcp, on_close);
+        return;
+    }
+    s->counters.connections_accepted++;
+    uv_tcp_nodelay(&sess->tcp, 1);
+    sess->accepted_ms = uv_now(s->loop);
+    kp_session_list_append(&s->unauthorized, sess);
+    rc = uv_read_start((uv_stream_t *)&sess->tcp, on_alloc, on_read);
+    if (rc != 0)
+        kp_session_close(sess, uv_strerror(rc));
+}

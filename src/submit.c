@@ -1,1 +1,56 @@
-/* placeholder: submit */
+#include "submit.h"
+
+#include <stdlib.h>
+
+#include "kupool/error.h"
+
+void kp_peer_free(kp_peer *peer)
+{
+    free(peer->username);
+    peer->username = NULL;
+    kp_nonce_sets_free(&peer->nonces);
+}
+
+static bool too_frequent(const kp_peer *peer, const kp_submit_env *env)
+{
+    return env->min_interval_ms > 0 && peer->has_accepted &&
+           env->mono_ms - peer->last_accept_ms < env->min_interval_ms;
+}
+
+kp_outcome kp_submit_check(kp_peer *peer, const kp_request *req, const kp_submit_env *env,
+                           kp_submit_params *params, bool *oom)
+{
+    *oom = false;
+    if (!peer->username)
+        return KP_OUTCOME_UNAUTHORIZED;
+
+    kp_outcome oc = kp_submit_params_get(req, params);
+    if (oc != KP_OUTCOME_OK)
+        return oc;
+
+    const kp_job *job = NULL;
+    oc = kp_job_book_lookup(env->jobs, params->job_id, env->mono_ms, &job);
+    if (oc != KP_OUTCOME_OK)
+        return oc;
+
+    if (too_frequent(peer, env))
+        return KP_OUTCOME_TOO_FREQUENT;
+
+    if (kp_nonce_sets_contains(&peer->nonces, job->id, params->client_nonce,
+                               params->client_nonce_len))
+        return KP_OUTCOME_DUPLICATE;
+
+    if (!kp_hasher_check(env->hasher, job->server_nonce, KP_SERVER_NONCE_HEX,
+                         params->client_nonce, params->client_nonce_len, params->result,
+                         params->result_len))
+        return KP_OUTCOME_INVALID_RESULT;
+
+    if (kp_nonce_sets_add(&peer->nonces, job->id, params->client_nonce,
+                          params->client_nonce_len) != 0) {
+        *oom = true;
+        return KP_OUTCOME_INVALID_RESULT;
+    }
+    peer->last_accept_ms = env->mono_ms;
+    peer->has_accepted = true;
+    return KP_OUTCOME_OK;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages KuPool needs, only those missing.
+#   scripts/deps.sh          build and run: compiler, cmake, libuv, cJSON, OpenSSL
+#   scripts/deps.sh --test   also what the test suite needs
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libuv1-dev libcjson-dev libssl-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(libcmocka-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,55 @@
+/* The protocol: what one message means for one session, whatever the transport.
+ *
+ * A transport frames bytes into messages and calls kp_protocol_handle(); it gets back the
+ * response line and what to do next (send the current job, close). Accepted submits become
+ * events pushed into the pipeline here, so TCP and WebSocket share one code path. Loop thread
+ * only. */
+#ifndef KP_PROTOCOL_H
+#define KP_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "hasher.h"
+#include "job_book.h"
+#include "outcome.h"
+#include "pipeline.h"
+#include "submit.h"
+
+typedef struct kp_protocol {
+    kp_job_book *jobs;         /* borrowed */
+    kp_pipeline *pipeline;     /* borrowed; accepted events go here */
+    kp_hasher hasher;          /* owned */
+    uint64_t min_interval_ms;  /* -min_submit_interval */
+    uint32_t max_errors;       /* -max_errors */
+    char node_id[17];          /* 16 random hex chars: event ids are "<node_id>-<seq>" */
+    uint64_t next_seq;
+    uint64_t outcomes[KP_OUTCOME_COUNT]; /* responses by outcome, for metrics and tests */
+} kp_protocol;
+
+/* What the transport must do after a message. */
+enum kp_reply_action {
+    KP_REPLY_SEND_JOB = 1u << 0, /* send the current job after the response (just authorized) */
+    KP_REPLY_CLOSE = 1u << 1     /* close once the response is written */
+};
+
+typedef struct kp_reply {
+    char line[KP_RESPONSE_MAX]; /* the response, "\n"-terminated */
+    size_t len;
+    kp_outcome outcome;
+    unsigned actions;           /* enum kp_reply_action bits */
+} kp_reply;
+
+/* Returns 0, KP_EIO (CSPRNG) or KP_ENOMEM. */
+int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_pipeline *pipeline,
+                     uint64_t min_interval_ms, uint32_t max_errors);
+void kp_protocol_free(kp_protocol *p);
+
+/* Handles one message (a line without its terminator). `mono_ms` is the loop's monotonic time;
+ * the event timestamp is read from the wall clock. */
+void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t len,
+                        uint64_t mono_ms, kp_reply *reply);
+
+#endif

@@ -1,0 +1,43 @@
+/* A TCP session: one connection, its framing and its writes. The protocol decides; the session
+ * only splits lines, answers and closes.
+ *
+ * Memory: an idle session holds only this struct (no buffers). A partial line is copied into
+ * `partial` and freed as soon as it completes; it never grows past -max_msg. Queued writes own
+ * their bytes (or a reference on a shared job line) until their callback.
+ *
+ * Closing happens in one place: kp_session_close() unlinks the session and calls uv_close; the
+ * close callback frees it. */
+#ifndef KP_SESSION_H
+#define KP_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server.h"
+#include "submit.h"
+
+struct kp_session {
+    uv_tcp_t tcp; /* first: the handle's address is the session's */
+    kp_server *server;
+    kp_peer peer;
+    kp_session *prev, *next;
+    kp_session_list *list; /* the server list the session is in, NULL once closing */
+    uint64_t accepted_ms;  /* loop time at accept: the -auth_timeout clock */
+    char *partial;         /* bytes of an unfinished line */
+    uint32_t partial_len, partial_cap;
+    int64_t last_job_id;   /* newest job sent, so a broadcast never sends one twice */
+    bool draining;         /* answered with a closing error: no more reads or writes */
+    bool closing;          /* uv_close called; freed in its callback */
+};
+
+/* Accepts a pending connection from the listener into a new session. */
+void kp_session_accept(kp_server *s);
+
+/* Queues the shared job line to the session (zero-copy when the socket is backed up). */
+void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id);
+
+/* Closes now: pending writes are cancelled. `why` is logged at debug level. */
+void kp_session_close(kp_session *sess, const char *why);
+
+#endif

@@ -1,0 +1,198 @@
+/* The event path loop -> pipeline -> uv_work -> mq -> consumer -> stats, with the real memory
+ * backends, plus a call-counting fake mq that fails on demand to prove retries lose nothing and
+ * keep order. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "backends.h"
+#include "consumer.h"
+#include "kupool/error.h"
+#include "pipeline.h"
+#include "testsupport.h"
+
+static kp_event make_event(uint64_t seq, const char *user, int64_t ts_ms)
+{
+    kp_event ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.event_id, sizeof(ev.event_id), "test-%" PRIu64, seq);
+    snprintf(ev.username, sizeof(ev.username), "%s", user);
+    ev.job_id = 1;
+    snprintf(ev.client_nonce, sizeof(ev.client_nonce), "%" PRIx64, seq);
+    ev.ts_ms = ts_ms;
+    return ev;
+}
+
+typedef struct drain_result {
+    int called;
+    int status;
+} drain_result;
+
+static void on_drained(int status, void *arg)
+{
+    drain_result *r = arg;
+    r->called++;
+    r->status = status;
+}
+
+static int64_t count_for(kp_stats *st, const char *user, int64_t minute)
+{
+    kp_minute_count *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(kp_stats_query(st, user, &rows, &n), 0);
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            assert_true(rows[i - 1].minute < rows[i].minute); /* ascending, one row per minute */
+        if (rows[i].minute == minute)
+            count = rows[i].count;
+    }
+    free(rows);
+    return count;
+}
+
+/* N events over 3 users and 2 minutes come out counted exactly once each. */
+static void test_memory_backends_count_exactly(void **state)
+{
+    kp_config cfg;
+    kp_config_defaults(&cfg);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_mq *mq = NULL;
+    kp_stats *st = NULL;
+    assert_int_equal(kp_mq_open(&cfg, &mq), 0);
+    assert_int_equal(kp_stats_open(&cfg, &st), 0);
+    kp_consumer *consumer = NULL;
+    assert_int_equal(kp_consumer_start(mq, st, &consumer), 0);
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, mq, &pl), 0);
+
+    const char *users[] = {"alice", "bob", "carol \"the\" \xc3\xa9"};
+    const int64_t minute0 = 1764016200; /* a minute boundary, Unix seconds */
+    const uint64_t n = 30000;
+    int64_t expect[3][2] = {{0}};
+    for (uint64_t i = 0; i < n; i++) {
+        int u = (int)(i % 3);
+        int m = (int)((i / 7) % 2);
+        int64_t ts = (minute0 + m * 60) * 1000 + (int64_t)(i % 60000);
+        kp_event ev = make_event(i, users[u], ts);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+        expect[u][m]++;
+        if (i % 5000 == 0)
+            uv_run(&loop, UV_RUN_NOWAIT); /* let batches leave while we push */
+    }
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 10000, on_drained, &dr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(dr.called, 1);
+    assert_int_equal(dr.status, 0);
+    kp_pipeline_stats ps = kp_pipeline_get_stats(pl);
+    assert_int_equal(ps.accepted, n);
+    assert_int_equal(ps.published, n);
+    assert_int_equal(ps.waiting, 0);
+
+    assert_int_equal(kp_consumer_stop(consumer, 5000), n);
+    for (int u = 0; u < 3; u++)
+        for (int m = 0; m < 2; m++)
+            assert_int_equal(count_for(st, users[u], minute0 + m * 60), expect[u][m]);
+    assert_int_equal(count_for(st, "nobody", minute0), 0);
+
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    kp_stats_free(st);
+    kp_mq_free(mq);
+}
+
+/* A fake mq that refuses the first `fail_first` publish calls and records what it stored. */
+typedef struct fake_mq {
+    kp_mq parent;
+    int fail_first;
+    int calls;
+    uint64_t next_expected_seq;
+    uint64_t stored;
+    int out_of_order;
+} fake_mq;
+
+static int fake_publish(kp_mq *mq, const kp_event *events, size_t n)
+{
+    fake_mq *f = (fake_mq *)mq;
+    if (f->calls++ < f->fail_first)
+        return KP_EIO;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq = strtoull(events[i].event_id + 5, NULL, 10);
+        if (seq != f->next_expected_seq)
+            f->out_of_order++;
+        f->next_expected_seq = seq + 1;
+    }
+    f->stored += n;
+    return 0;
+}
+
+static void fake_free(kp_mq *mq) { (void)mq; }
+
+static void test_failed_publish_is_retried_in_order(void **state)
+{
+    fake_mq f = {.fail_first = 3};
+    f.parent = (kp_mq){.version = KP_MQ_VERSION, .name = "fake", .publish = fake_publish,
+                       .free = fake_free};
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &pl), 0);
+    const uint64_t n = 5000;
+    for (uint64_t i = 0; i < n; i++) {
+        kp_event ev = make_event(i, "alice", 0);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+    }
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 20000, on_drained, &dr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(dr.status, 0);
+    assert_int_equal(f.stored, n);
+    assert_int_equal(f.out_of_order, 0);
+    assert_true(f.calls > 3);
+    kp_pipeline_stats ps = kp_pipeline_get_stats(pl);
+    assert_int_equal(ps.publish_errors, 3);
+    assert_int_equal(ps.published, n);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A backend that never recovers: drain gives up at its deadline and says how many wait. */
+static void test_drain_times_out_when_backend_stays_down(void **state)
+{
+    fake_mq f = {.fail_first = 1 << 30};
+    f.parent = (kp_mq){.version = KP_MQ_VERSION, .name = "fake", .publish = fake_publish,
+                       .free = fake_free};
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &pl), 0);
+    for (uint64_t i = 0; i < 10; i++) {
+        kp_event ev = make_event(i, "alice", 0);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+    }
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 300, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, KP_ETIMEDOUT);
+    assert_int_equal(kp_pipeline_get_stats(pl).waiting, 10);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory_backends_count_exactly),
+        cmocka_unit_test(test_failed_publish_is_retried_in_order),
+        cmocka_unit_test(test_drain_times_out_when_backend_stays_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,231 @@
+/* Every SPEC §2 error string and the check order, through kp_protocol_handle() with a job book
+ * driven by a fake clock. Accepted submits land in a real pipeline whose stats we read. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "kupool/error.h"
+#include "protocol.h"
+#include "testsupport.h"
+
+typedef struct fixture {
+    uv_loop_t loop;
+    kp_mq mq;
+    kp_pipeline *pl;
+    kp_job_book jobs;
+    kp_protocol proto;
+    kp_peer peer;
+    uint64_t now;  /* fake monotonic clock, ms */
+    kp_reply reply;
+} fixture;
+
+static int null_publish(kp_mq *mq, const kp_event *events, size_t n) { return 0; }
+static void null_free(kp_mq *mq) {}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    uv_loop_init(&f->loop);
+    f->mq = (kp_mq){.version = KP_MQ_VERSION, .name = "null", .publish = null_publish,
+                    .free = null_free};
+    assert_int_equal(kp_pipeline_open(&f->loop, &f->mq, &f->pl), 0);
+    /* interval 1000 ms, expire 2000 ms, rate limit 1000 ms, 3 errors close */
+    assert_int_equal(kp_job_book_init(&f->jobs, 1000, 2000, NULL), 0);
+    assert_int_equal(kp_protocol_init(&f->proto, &f->jobs, f->pl, 1000, 3), 0);
+    f->now = 100000;
+    const kp_job *job;
+    assert_int_equal(kp_job_book_rotate(&f->jobs, f->now, 0, &job), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kp_peer_free(&f->peer);
+    kp_protocol_free(&f->proto);
+    kp_job_book_free(&f->jobs);
+    kp_pipeline_close(f->pl);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+    return 0;
+}
+
+/* Sends one line; returns the response line (without "\n"). */
+static const char *send(fixture *f, const char *line)
+{
+    kp_protocol_handle(&f->proto, &f->peer, line, strlen(line), f->now, &f->reply);
+    static char out[KP_RESPONSE_MAX + 1];
+    size_t n = f->reply.len ? f->reply.len - 1 : 0;
+    memcpy(out, f->reply.line, n);
+    out[n] = '\0';
+    return out;
+}
+
+static void authorize(fixture *f)
+{
+    assert_string_equal(send(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"alice\"}}"),
+                        "{\"id\":1,\"result\":true}");
+    assert_true(f->reply.actions & KP_REPLY_SEND_JOB);
+}
+
+static const char *submit(fixture *f, int id, int64_t job_id, const char *nonce, const char *result)
+{
+    char line[512];
+    char computed[65];
+    if (!result) {
+        const kp_job *job = NULL;
+        assert_int_equal(kp_job_book_lookup(&f->jobs, job_id, f->now, &job), KP_OUTCOME_OK);
+        kp_test_result(job->server_nonce, nonce, computed);
+        result = computed;
+    }
+    snprintf(line, sizeof(line),
+             "{\"id\":%d,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"%s\",\"result\":\"%s\"}}",
+             id, job_id, nonce, result);
+    return send(f, line);
+}
+
+static void test_envelope_errors(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send(f, "not json"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
+    assert_string_equal(send(f, "[1,2]"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
+    assert_string_equal(send(f, "{\"id\":\"x\",\"method\":\"submit\",\"params\":{}}"),
+                        "{\"id\":null,\"result\":false,\"error\":\"Invalid request\"}");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+    /* the third malformed message in a row closes (max_errors = 3) */
+    assert_string_equal(send(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
+                        "{\"id\":4,\"result\":false,\"error\":\"Unknown method\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+}
+
+static void test_well_formed_message_resets_error_run(void **state)
+{
+    fixture *f = *state;
+    send(f, "garbage");
+    send(f, "garbage");
+    authorize(f);
+    send(f, "garbage");
+    send(f, "garbage");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+    send(f, "garbage");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+}
+
+static void test_unauthorized_submit_closes(void **state)
+{
+    fixture *f = *state;
+    /* authorized comes before params: even a submit with broken params is Unauthorized */
+    assert_string_equal(send(f, "{\"id\":2,\"method\":\"submit\",\"params\":{}}"),
+                        "{\"id\":2,\"result\":false,\"error\":\"Unauthorized\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+}
+
+static void test_authorize_rules(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"\"}}"),
+                        "{\"id\":1,\"result\":false,\"error\":\"Invalid username\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+    assert_null(f->peer.username);
+    authorize(f);
+    assert_string_equal(send(f, "{\"id\":3,\"method\":\"authorize\",\"params\":{\"username\":\"bob\"}}"),
+                        "{\"id\":3,\"result\":false,\"error\":\"Already authorized\"}");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+    assert_string_equal(f->peer.username, "alice");
+}
+
+static void test_invalid_params(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    const char *bad[] = {
+        "{\"id\":5,\"method\":\"submit\",\"params\":{\"job_id\":\"1\",\"client_nonce\":\"ab\",\"result\":\"x\"}}",
+        "{\"id\":5,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"xyz\",\"result\":\"x\"}}",
+        "{\"id\":5,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"ab\",\"result\":5}}",
+        "{\"id\":5,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"ab\"}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_string_equal(send(f, bad[i]), "{\"id\":5,\"result\":false,\"error\":\"Invalid params\"}");
+}
+
+static void test_check_order_and_accept(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    /* job exists: 0 and current+1 never issued */
+    assert_string_equal(submit(f, 10, 0, "aa", "00"), "{\"id\":10,\"result\":false,\"error\":\"Task does not exist\"}");
+    assert_string_equal(submit(f, 11, 2, "aa", "00"), "{\"id\":11,\"result\":false,\"error\":\"Task does not exist\"}");
+    /* the job check comes before the result check */
+    assert_string_equal(submit(f, 12, 1, "aa", "00"), "{\"id\":12,\"result\":false,\"error\":\"Invalid result\"}");
+    /* a wrong result did not start the rate limit */
+    assert_string_equal(submit(f, 13, 1, "aa", NULL), "{\"id\":13,\"result\":true}");
+    assert_int_equal(kp_pipeline_get_stats(f->pl).accepted, 1);
+    /* rate comes before duplicate and result */
+    f->now += 999;
+    assert_string_equal(submit(f, 14, 1, "aa", "00"), "{\"id\":14,\"result\":false,\"error\":\"Submission too frequent\"}");
+    f->now += 1;
+    /* duplicate comes before result */
+    assert_string_equal(submit(f, 15, 1, "aa", "00"), "{\"id\":15,\"result\":false,\"error\":\"Duplicate submission\"}");
+    /* the same nonce in upper case is another nonce; the result may be upper case too */
+    char upper[65];
+    const kp_job *job;
+    kp_job_book_lookup(&f->jobs, 1, f->now, &job);
+    kp_test_result(job->server_nonce, "AA", upper);
+    for (char *c = upper; *c; c++)
+        if (*c >= 'a' && *c <= 'f')
+            *c = (char)(*c - 32);
+    assert_string_equal(submit(f, 16, 1, "AA", upper), "{\"id\":16,\"result\":true}");
+    assert_int_equal(f->proto.outcomes[KP_OUTCOME_OK], 2 + 1 /* authorize */);
+}
+
+static void test_expiry(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    const kp_job *job;
+    f->now += 1000;
+    kp_job_book_rotate(&f->jobs, f->now, 0, &job); /* job 2 at +1000 */
+    f->now += 1000;                                 /* job 1 is 2000 old: still valid */
+    assert_string_equal(submit(f, 20, 1, "01", NULL), "{\"id\":20,\"result\":true}");
+    f->now += 1000;
+    kp_job_book_rotate(&f->jobs, f->now, 0, &job); /* job 3; job 1 now 3000 old */
+    assert_string_equal(submit(f, 21, 1, "02", "00"), "{\"id\":21,\"result\":false,\"error\":\"Task expired\"}");
+    /* the expiry check comes before the rate check */
+    f->now += 10;
+    assert_string_equal(submit(f, 22, 1, "03", "00"), "{\"id\":22,\"result\":false,\"error\":\"Task expired\"}");
+    assert_string_equal(submit(f, 23, 3, "03", NULL), "{\"id\":23,\"result\":true}");
+}
+
+static void test_event_carries_the_submit(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    assert_string_equal(submit(f, 30, 1, "abcdef", NULL), "{\"id\":30,\"result\":true}");
+    f->now += 1000;
+    assert_string_equal(submit(f, 31, 1, "abcdef01", NULL), "{\"id\":31,\"result\":true}");
+    kp_pipeline_stats ps = kp_pipeline_get_stats(f->pl);
+    assert_int_equal(ps.accepted, 2);
+    assert_int_equal(ps.waiting, 2);
+    assert_int_equal(strlen(f->proto.node_id), 16);
+    assert_int_equal(f->proto.next_seq, 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_envelope_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_well_formed_message_resets_error_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unauthorized_submit_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_authorize_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_params, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_order_and_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_carries_the_submit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
