@@ -55,7 +55,7 @@ static int teardown(void **state)
 }
 
 /* Sends one line; returns the response line (without "\n"). */
-static const char *send(fixture *f, const char *line)
+static const char *send_line(fixture *f, const char *line)
 {
     kp_protocol_handle(&f->proto, &f->peer, line, strlen(line), f->now, &f->reply);
     static char out[KP_RESPONSE_MAX + 1];
@@ -67,7 +67,7 @@ static const char *send(fixture *f, const char *line)
 
 static void authorize(fixture *f)
 {
-    assert_string_equal(send(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"alice\"}}"),
+    assert_string_equal(send_line(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"alice\"}}"),
                         "{\"id\":1,\"result\":true}");
     assert_true(f->reply.actions & KP_REPLY_SEND_JOB);
 }
@@ -86,19 +86,18 @@ static const char *submit(fixture *f, int id, int64_t job_id, const char *nonce,
              "{\"id\":%d,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
              ",\"client_nonce\":\"%s\",\"result\":\"%s\"}}",
              id, job_id, nonce, result);
-    return send(f, line);
+    return send_line(f, line);
 }
 
 static void test_envelope_errors(void **state)
 {
     fixture *f = *state;
-    assert_string_equal(send(f, "not json"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
-    assert_string_equal(send(f, "[1,2]"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
-    assert_string_equal(send(f, "{\"id\":\"x\",\"method\":\"submit\",\"params\":{}}"),
+    assert_string_equal(send_line(f, "[1,2]"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
+    assert_string_equal(send_line(f, "{\"id\":\"x\",\"method\":\"submit\",\"params\":{}}"),
                         "{\"id\":null,\"result\":false,\"error\":\"Invalid request\"}");
     assert_false(f->reply.actions & KP_REPLY_CLOSE);
     /* the third malformed message in a row closes (max_errors = 3) */
-    assert_string_equal(send(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
+    assert_string_equal(send_line(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
                         "{\"id\":4,\"result\":false,\"error\":\"Unknown method\"}");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
 }
@@ -106,13 +105,13 @@ static void test_envelope_errors(void **state)
 static void test_well_formed_message_resets_error_run(void **state)
 {
     fixture *f = *state;
-    send(f, "garbage");
-    send(f, "garbage");
+    assert_string_equal(send_line(f, "not json"), "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
+    send_line(f, "garbage");
     authorize(f);
-    send(f, "garbage");
-    send(f, "garbage");
+    send_line(f, "garbage");
+    send_line(f, "garbage");
     assert_false(f->reply.actions & KP_REPLY_CLOSE);
-    send(f, "garbage");
+    send_line(f, "garbage");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
 }
 
@@ -120,7 +119,7 @@ static void test_unauthorized_submit_closes(void **state)
 {
     fixture *f = *state;
     /* authorized comes before params: even a submit with broken params is Unauthorized */
-    assert_string_equal(send(f, "{\"id\":2,\"method\":\"submit\",\"params\":{}}"),
+    assert_string_equal(send_line(f, "{\"id\":2,\"method\":\"submit\",\"params\":{}}"),
                         "{\"id\":2,\"result\":false,\"error\":\"Unauthorized\"}");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
 }
@@ -128,12 +127,12 @@ static void test_unauthorized_submit_closes(void **state)
 static void test_authorize_rules(void **state)
 {
     fixture *f = *state;
-    assert_string_equal(send(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"\"}}"),
+    assert_string_equal(send_line(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"\"}}"),
                         "{\"id\":1,\"result\":false,\"error\":\"Invalid username\"}");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
     assert_null(f->peer.username);
     authorize(f);
-    assert_string_equal(send(f, "{\"id\":3,\"method\":\"authorize\",\"params\":{\"username\":\"bob\"}}"),
+    assert_string_equal(send_line(f, "{\"id\":3,\"method\":\"authorize\",\"params\":{\"username\":\"bob\"}}"),
                         "{\"id\":3,\"result\":false,\"error\":\"Already authorized\"}");
     assert_false(f->reply.actions & KP_REPLY_CLOSE);
     assert_string_equal(f->peer.username, "alice");
@@ -150,7 +149,7 @@ static void test_invalid_params(void **state)
         "{\"id\":5,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"ab\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_string_equal(send(f, bad[i]), "{\"id\":5,\"result\":false,\"error\":\"Invalid params\"}");
+        assert_string_equal(send_line(f, bad[i]), "{\"id\":5,\"result\":false,\"error\":\"Invalid params\"}");
 }
 
 static void test_check_order_and_accept(void **state)

@@ -12,8 +12,8 @@
 #define KP_USERNAME_MAX 255
 #define KP_CLIENT_NONCE_MAX 64
 
-/* Longest JSON text kp_event_to_json() can produce: escaped username (6 bytes per byte worst
- * case) plus the fixed fields. */
+/* Room kp_event_to_json() needs for any event the server makes (a validated UTF-8 username
+ * escapes to at most 2 bytes per byte; ids and nonces are plain ASCII), NUL included. */
 #define KP_EVENT_JSON_MAX (KP_USERNAME_MAX * 6 + 256)
 
 typedef struct kp_event {
@@ -27,8 +27,8 @@ typedef struct kp_event {
 /* The UTC minute an event is counted in, as Unix seconds (a multiple of 60). */
 int64_t kp_event_minute(const kp_event *ev);
 
-/* Writes the SPEC §3 JSON object (no newline) into buf. Returns its length, or KP_EINVAL when
- * cap is too small (KP_EVENT_JSON_MAX always suffices). */
+/* Writes the SPEC §3 JSON object (no newline) and a NUL into buf. Returns its length (without
+ * the NUL), or KP_EINVAL when cap is too small or ts_ms falls outside the years 0000-9999. */
 int kp_event_to_json(const kp_event *ev, char *buf, size_t cap);
 
 /* Parses what kp_event_to_json() wrote. Returns 0 or KP_EINVAL (missing field, wrong type, too
