@@ -296,15 +296,22 @@ void kp_server_shutdown(kp_server *s)
 static int open_parts(kp_server *s)
 {
     const kp_config *cfg = s->cfg;
+    /* Refuse rather than silently ignore a listener this build cannot serve. */
+    if (cfg->ws_addr[0] || cfg->http_addr[0]) {
+        KP_ERROR(MODULE_APP, "not supported by this build", "flag=%s",
+                 cfg->ws_addr[0] ? "-ws_addr" : "-http_addr");
+        return KP_EINVAL;
+    }
     int rc = kp_mq_open(cfg, &s->mq);
     if (rc != 0) {
-        KP_ERROR(MODULE_APP, "cannot open mq backend", "mq=%s error=\"%s\"", cfg->mq, kp_strerror(rc));
+        KP_ERROR(MODULE_APP, "cannot open mq backend", "mq=%s error=\"%s\"", cfg->mq,
+                 rc == KP_EINVAL ? "not supported by this build" : kp_strerror(rc));
         return rc;
     }
     rc = kp_stats_open(cfg, &s->stats);
     if (rc != 0) {
         KP_ERROR(MODULE_APP, "cannot open stats backend", "store=%s error=\"%s\"", cfg->store,
-                 kp_strerror(rc));
+                 rc == KP_EINVAL ? "not supported by this build" : kp_strerror(rc));
         return rc;
     }
     if ((rc = kp_pipeline_open(s->loop, s->mq, &s->pipeline)) != 0)

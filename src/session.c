@@ -167,6 +167,17 @@ static void on_authorized(kp_session *sess)
     }
 }
 
+/* An over-long message closes the session without buffering the rest; what was answered before
+ * it in the same read still reaches the client. */
+static void close_too_long(kp_session *sess)
+{
+    sess->server->counters.closed_too_long++;
+    if (kp_log_enabled(KP_LOG_DEBUG))
+        KP_DEBUG(MODULE, "message too long", "max_msg=%u", sess->server->cfg->max_msg);
+    flush_out(sess);
+    close_after_writes(sess);
+}
+
 /* Handles one complete line (terminator removed). Returns false when the session must stop
  * reading (it is closing). */
 static bool handle_line(kp_session *sess, const char *line, size_t len)
@@ -175,8 +186,7 @@ static bool handle_line(kp_session *sess, const char *line, size_t len)
     if (len && line[len - 1] == '\r')
         len--;
     if (len > s->cfg->max_msg) {
-        s->counters.closed_too_long++;
-        kp_session_close(sess, "message too long");
+        close_too_long(sess);
         return false;
     }
     if (len == 0)
@@ -200,10 +210,13 @@ static bool handle_line(kp_session *sess, const char *line, size_t len)
 static bool keep_partial(kp_session *sess, const char *data, size_t len)
 {
     size_t need = sess->partial_len + len;
-    /* +1: the limit applies to the message; a trailing '\r' may still be in this part. */
-    if (need > (size_t)sess->server->cfg->max_msg + 1) {
-        sess->server->counters.closed_too_long++;
-        kp_session_close(sess, "message too long");
+    size_t max = sess->server->cfg->max_msg;
+    /* The limit is on the message; one byte more is allowed only if it is the '\r' of a CRLF
+     * whose '\n' has not arrived yet. */
+    char last = len ? data[len - 1] : sess->partial_len ? sess->partial[sess->partial_len - 1] : 0;
+    bool crlf_pending = need == max + 1 && last == '\r';
+    if (need > max && !crlf_pending) {
+        close_too_long(sess);
         return false;
     }
     if (need > sess->partial_cap) {

@@ -1,0 +1,1228 @@
+/* Integration tests: the real kupool-server binary on an ephemeral loopback port (SPEC §2, §3, §6).
+ *
+ * Each test starts its own server(s) with short timings, talks to it over plain blocking sockets
+ * (tests/support) and stops it with SIGTERM, asserting exit status 0. A fixture remembers every
+ * server a test started so that a failed assertion (which longjmps out of the test) still kills
+ * it in the teardown instead of leaving a daemon behind.
+ *
+ * Timing asserts are deliberately loose: the suite must pass on a loaded two-core machine. Job
+ * notifications may arrive between any two responses, so readers of responses skip them (and
+ * remember the newest job) instead of expecting a fixed interleaving. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "testsupport.h"
+
+#define LINE_MAX_TEST 8192
+#define REPLY_TIMEOUT_MS 5000
+#define STOP_TIMEOUT_MS 20000
+#define MAX_PROCS 3
+
+static const char *const server_env[] = {"KUP_LOG_LEVEL=info", NULL};
+
+/* ---- fixture: servers started by the current test ------------------------------------------ */
+
+typedef struct fixture {
+    kp_proc *procs[MAX_PROCS];
+    size_t nprocs;
+} fixture;
+
+static int fixture_setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    fixture *fx = *state;
+    for (size_t i = 0; i < fx->nprocs; i++) {
+        kp_proc *p = fx->procs[i];
+        if (p->pid > 0) { /* still running: the test failed before stopping it */
+            kp_proc_wait_log(p, "\x01never\x01", 200);
+            fprintf(stderr, "---- server log (pid %d) ----\n%s\n----\n", (int)p->pid, p->log);
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, NULL, 0);
+            close(p->log_fd);
+        }
+        free(p);
+    }
+    free(fx);
+    return 0;
+}
+
+static kp_proc *server_start(fixture *fx, const char *const *args)
+{
+    assert_true(fx->nprocs < MAX_PROCS);
+    kp_proc *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    fx->procs[fx->nprocs++] = p;
+    kp_proc_start(p, args, server_env);
+    return p;
+}
+
+/* SIGTERM (or `sig`) and wait; returns the exit status and marks the server as stopped. */
+static int server_stop(kp_proc *p, int sig)
+{
+    int status = kp_proc_stop(p, sig, STOP_TIMEOUT_MS);
+    p->pid = 0;
+    if (status != 0)
+        fprintf(stderr, "---- server log (exit %d) ----\n%s\n----\n", status, p->log);
+    return status;
+}
+
+/* The numbers of the "stopped accepted=A published=P counted=C unpublished=U queued=Q" line. */
+typedef struct stop_counts {
+    unsigned long long accepted, published, counted, unpublished;
+    long long queued;
+} stop_counts;
+
+static stop_counts stopped_line(const kp_proc *p)
+{
+    stop_counts c;
+    const char *line = strstr(p->log, "stopped accepted=");
+    if (!line)
+        fail_msg("no \"stopped\" line in the log:\n%s", p->log);
+    int n = sscanf(line, "stopped accepted=%llu published=%llu counted=%llu unpublished=%llu queued=%lld",
+                   &c.accepted, &c.published, &c.counted, &c.unpublished, &c.queued);
+    if (n != 5)
+        fail_msg("cannot parse the stopped line: %.200s", line);
+    const char *eol = strchr(line, '\n');
+    size_t len = eol ? (size_t)(eol - line) : strlen(line);
+    if (!memmem(line, len, "module=app.server", strlen("module=app.server")))
+        fail_msg("stopped line without module=app.server: %.*s", (int)len, line);
+    return c;
+}
+
+/* ---- clients ------------------------------------------------------------------------------- */
+
+typedef struct client {
+    int fd;
+    int64_t job_id; /* newest job notification seen on this connection, 0 before any */
+    char nonce[33]; /* its server_nonce */
+} client;
+
+static client client_connect(int port)
+{
+    client c = {.fd = kp_connect(port, 0)};
+    return c;
+}
+
+static int is_lower_hex(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+}
+
+/* 1 when `line` is exactly a job notification (SPEC §2), filling id and nonce; 0 when it is
+ * something else. A line that starts like a notification but is not exactly one fails. */
+static int parse_job(const char *line, int64_t *job_id, char nonce[33])
+{
+    static const char kind[] = "{\"id\":null,\"method\":\"job\"";
+    static const char head[] = "{\"id\":null,\"method\":\"job\",\"params\":{\"job_id\":";
+    static const char mid[] = ",\"server_nonce\":\"";
+    if (strncmp(line, kind, sizeof(kind) - 1) != 0)
+        return 0;
+    if (strncmp(line, head, sizeof(head) - 1) != 0)
+        fail_msg("malformed job notification: %s", line);
+    const char *p = line + sizeof(head) - 1;
+    char *end = NULL;
+    errno = 0;
+    long long id = strtoll(p, &end, 10);
+    if (end == p || errno != 0 || id < 1 || strncmp(end, mid, sizeof(mid) - 1) != 0)
+        fail_msg("malformed job notification: %s", line);
+    p = end + sizeof(mid) - 1;
+    for (int i = 0; i < 32; i++)
+        if (!is_lower_hex(p[i]))
+            fail_msg("server_nonce is not 32 lowercase hex: %s", line);
+    if (strcmp(p + 32, "\"}}") != 0)
+        fail_msg("malformed job notification: %s", line);
+    *job_id = id;
+    memcpy(nonce, p, 32);
+    nonce[32] = '\0';
+    return 1;
+}
+
+/* Records a job notification; job ids on one connection must strictly increase. */
+static int take_job(client *c, const char *line)
+{
+    int64_t id;
+    char nonce[33];
+    if (!parse_job(line, &id, nonce))
+        return 0;
+    if (id <= c->job_id)
+        fail_msg("job ids must increase: got %" PRId64 " after %" PRId64, id, c->job_id);
+    c->job_id = id;
+    memcpy(c->nonce, nonce, sizeof(nonce));
+    return 1;
+}
+
+/* The next line that is not a job notification. */
+static void recv_reply(client *c, char *buf, size_t cap, int timeout_ms)
+{
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = kp_test_now_ms();
+        int left = now >= deadline ? 0 : (int)(deadline - now);
+        int n = kp_recv_line(c->fd, buf, cap, left);
+        if (n < 0)
+            fail_msg("expected a response on fd %d, got %s", c->fd, n == -1 ? "timeout" : "EOF");
+        if (!take_job(c, buf))
+            return;
+    }
+}
+
+static void expect_reply(client *c, const char *expected)
+{
+    char buf[LINE_MAX_TEST];
+    recv_reply(c, buf, sizeof(buf), REPLY_TIMEOUT_MS);
+    assert_string_equal(buf, expected);
+}
+
+static void expect_ok(client *c, int64_t id)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"result\":true}", id);
+    expect_reply(c, want);
+}
+
+/* `id` is the id's JSON text ("7" or "null"). */
+static void expect_error(client *c, const char *id, const char *error)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "{\"id\":%s,\"result\":false,\"error\":\"%s\"}", id, error);
+    expect_reply(c, want);
+}
+
+static void expect_error_id(client *c, int64_t id, const char *error)
+{
+    char id_text[32];
+    snprintf(id_text, sizeof(id_text), "%" PRId64, id);
+    expect_error(c, id_text, error);
+}
+
+/* Reads until a job with id >= min_id arrived; any other line fails. */
+static void wait_job(client *c, int64_t min_id, int timeout_ms)
+{
+    char buf[LINE_MAX_TEST];
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    while (c->job_id < min_id) {
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            fail_msg("no job %" PRId64 " within %d ms (newest %" PRId64 ")", min_id, timeout_ms,
+                     c->job_id);
+        int n = kp_recv_line(c->fd, buf, sizeof(buf), (int)(deadline - now));
+        if (n < 0)
+            continue;
+        if (!take_job(c, buf))
+            fail_msg("expected a job notification, got: %s", buf);
+    }
+}
+
+/* Asserts the connection is still open: nothing but job notifications for `ms`, and no EOF. */
+static void expect_open(client *c, int ms)
+{
+    char buf[LINE_MAX_TEST];
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)ms;
+    for (;;) {
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            return;
+        int n = kp_recv_line(c->fd, buf, sizeof(buf), (int)(deadline - now));
+        if (n == -2)
+            fail_msg("fd %d was closed by the server", c->fd);
+        if (n >= 0 && !take_job(c, buf))
+            fail_msg("unexpected line: %s", buf);
+    }
+}
+
+/* Asserts the server closes the connection without sending anything (job notifications aside). */
+static void expect_closed_silently(client *c, int timeout_ms)
+{
+    char buf[LINE_MAX_TEST];
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            fail_msg("fd %d still open after %d ms", c->fd, timeout_ms);
+        int n = kp_recv_line(c->fd, buf, sizeof(buf), (int)(deadline - now));
+        if (n == -2)
+            return;
+        if (n >= 0 && !take_job(c, buf))
+            fail_msg("expected a close without a response, got: %s", buf);
+    }
+}
+
+static void send_authorize(client *c, int64_t id, const char *username)
+{
+    kp_sendf(c->fd, "{\"id\":%" PRId64 ",\"method\":\"authorize\",\"params\":{\"username\":\"%s\"}}\n",
+             id, username);
+}
+
+/* After an authorize was sent: the response and, right behind it, the current job. */
+static void expect_authorized(client *c, int64_t id)
+{
+    char buf[LINE_MAX_TEST];
+    char want[128];
+    snprintf(want, sizeof(want), "{\"id\":%" PRId64 ",\"result\":true}", id);
+    kp_expect_line(c->fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
+    assert_string_equal(buf, want);
+    kp_expect_line(c->fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
+    if (!take_job(c, buf))
+        fail_msg("expected the job right after the authorize response, got: %s", buf);
+}
+
+static void authorize(client *c, int64_t id, const char *username)
+{
+    send_authorize(c, id, username);
+    expect_authorized(c, id);
+}
+
+/* Formats a submit line (with its newline) into buf; returns its length. */
+static size_t format_submit(char *buf, size_t cap, int64_t id, int64_t job_id,
+                            const char *client_nonce, const char *result)
+{
+    int n = snprintf(buf, cap,
+                     "{\"id\":%" PRId64 ",\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+                     ",\"client_nonce\":\"%s\",\"result\":\"%s\"}}\n",
+                     id, job_id, client_nonce, result);
+    assert_true(n > 0 && (size_t)n < cap);
+    return (size_t)n;
+}
+
+/* The same with the right result for (server_nonce, client_nonce). */
+static size_t format_valid_submit(char *buf, size_t cap, int64_t id, int64_t job_id,
+                                  const char *server_nonce, const char *client_nonce)
+{
+    char result[65];
+    kp_test_result(server_nonce, client_nonce, result);
+    return format_submit(buf, cap, id, job_id, client_nonce, result);
+}
+
+static void send_submit(client *c, int64_t id, int64_t job_id, const char *client_nonce,
+                        const char *result)
+{
+    char buf[512];
+    kp_send(c->fd, buf, format_submit(buf, sizeof(buf), id, job_id, client_nonce, result));
+}
+
+static void send_valid_submit(client *c, int64_t id, int64_t job_id, const char *server_nonce,
+                              const char *client_nonce)
+{
+    char buf[512];
+    kp_send(c->fd, buf,
+            format_valid_submit(buf, sizeof(buf), id, job_id, server_nonce, client_nonce));
+}
+
+static void client_close(client *c)
+{
+    if (c->fd >= 0)
+        kp_close(c->fd);
+    c->fd = -1;
+}
+
+/* A write that may meet a connection the server already closed (over-long lines, refused
+ * connections): returns -1 instead of failing. */
+static int send_may_fail(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static char *repeat(char ch, size_t n)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ---- 1. happy path ------------------------------------------------------------------------- */
+
+static void test_happy_path(void **state)
+{
+    const char *args[] = {"-interval", "3s", "-expire", "30s", "-min_submit_interval", "200ms", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    client a = client_connect(p->port);
+    authorize(&a, 1, "alice");
+    assert_int_equal(a.job_id, 1); /* jobs start at 1; the first interval is 3 s away */
+    char nonce1[33];
+    memcpy(nonce1, a.nonce, sizeof(nonce1));
+    assert_true(kp_proc_wait_log(p, "broadcast job job_id=1 ", 5000));
+
+    send_valid_submit(&a, 2, 1, nonce1, "00ff");
+    expect_ok(&a, 2);
+
+    /* The next broadcast: job 2 with a fresh nonce, and a submit for it is accepted. */
+    wait_job(&a, 2, 10000);
+    assert_int_equal(a.job_id, 2);
+    assert_string_not_equal(a.nonce, nonce1);
+    send_valid_submit(&a, 3, 2, a.nonce, "00ff"); /* same nonce, other job: not a duplicate */
+    expect_ok(&a, 3);
+
+    /* An older job stays valid within -expire; the result is accepted in upper case too. */
+    sleep_ms(300);
+    char result[65];
+    kp_test_result(nonce1, "abc123", result);
+    for (char *r = result; *r; r++)
+        *r = (char)toupper((unsigned char)*r);
+    send_submit(&a, 4, 1, "abc123", result);
+    expect_ok(&a, 4);
+
+    /* A second session of the same user gets the current job; rate and dedup are per session. */
+    client b = client_connect(p->port);
+    authorize(&b, 1, "alice");
+    assert_int_equal(b.job_id, a.job_id);
+    assert_string_equal(b.nonce, a.nonce);
+    send_valid_submit(&b, 2, 2, b.nonce, "00ff");
+    expect_ok(&b, 2);
+
+    assert_true(kp_proc_wait_log(p, "broadcast job job_id=2 ", 5000));
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    stop_counts sc = stopped_line(p);
+    assert_int_equal(sc.accepted, 4);
+    assert_int_equal(sc.published, 4);
+    assert_int_equal(sc.counted, 4);
+    assert_int_equal(sc.unpublished, 0);
+    client_close(&a);
+    client_close(&b);
+}
+
+/* ---- 2. framing ---------------------------------------------------------------------------- */
+
+#define FRAME_MAX_MSG 256
+
+static void test_framing(void **state)
+{
+    const char *args[] = {"-max_msg", "256", "-min_submit_interval", "0", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    /* One request split over three writes. */
+    client a = client_connect(p->port);
+    kp_sendf(a.fd, "{\"id\":1,\"meth");
+    sleep_ms(50);
+    kp_sendf(a.fd, "od\":\"authorize\",\"params\":{\"user");
+    sleep_ms(50);
+    kp_sendf(a.fd, "name\":\"frame\"}}\n");
+    expect_authorized(&a, 1);
+    int64_t job = a.job_id;
+    char nonce[33];
+    memcpy(nonce, a.nonce, sizeof(nonce));
+
+    /* Five requests in one write: five responses, in order, each with its own id. */
+    char r_ok1[65], r_ok2[65];
+    kp_test_result(nonce, "0a", r_ok1);
+    kp_test_result(nonce, "0b", r_ok2);
+    char batch[2048];
+    snprintf(batch, sizeof(batch),
+             "{\"id\":10,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"0a\",\"result\":\"%s\"}}\n"
+             "{\"id\":11,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"0c\",\"result\":\"%s\"}}\n"
+             "{\"id\":12,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"0a\",\"result\":\"%s\"}}\n"
+             "{\"id\":13,\"method\":\"submit\",\"params\":{\"job_id\":999,"
+             "\"client_nonce\":\"0d\",\"result\":\"%s\"}}\n"
+             "{\"id\":14,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"0b\",\"result\":\"%s\"}}\n",
+             job, r_ok1, job, r_ok1, job, r_ok1, r_ok1, job, r_ok2);
+    kp_send(a.fd, batch, strlen(batch));
+    expect_ok(&a, 10);
+    expect_error_id(&a, 11, "Invalid result");
+    expect_error_id(&a, 12, "Duplicate submission");
+    expect_error_id(&a, 13, "Task does not exist");
+    expect_ok(&a, 14);
+
+    /* CRLF line ends, and blank lines (either ending) are ignored without a response. */
+    kp_sendf(a.fd, "{\"id\":20,\"method\":\"authorize\",\"params\":{\"username\":\"x\"}}\r\n");
+    expect_error_id(&a, 20, "Already authorized");
+    kp_sendf(a.fd, "\n\r\n\n{\"id\":21,\"method\":\"authorize\",\"params\":{\"username\":\"x\"}}\r\n");
+    expect_error_id(&a, 21, "Already authorized");
+    kp_test_result(nonce, "0e", r_ok1);
+    kp_sendf(a.fd,
+             "{\"id\":22,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+             ",\"client_nonce\":\"0e\",\"result\":\"%s\"}}\r\n",
+             job, r_ok1);
+    expect_ok(&a, 22);
+
+    /* Exactly -max_msg bytes are a message: garbage gets "Invalid JSON" and the session lives. */
+    client b = client_connect(p->port);
+    char *garbage = repeat('x', FRAME_MAX_MSG);
+    kp_send(b.fd, garbage, FRAME_MAX_MSG);
+    kp_send(b.fd, "\n", 1);
+    expect_error(&b, "null", "Invalid JSON");
+    /* ... also with "\r\n", the '\r' and the '\n' in separate writes (the limit excludes them). */
+    kp_send(b.fd, garbage, FRAME_MAX_MSG);
+    kp_send(b.fd, "\r", 1);
+    sleep_ms(50);
+    kp_send(b.fd, "\n", 1);
+    expect_error(&b, "null", "Invalid JSON");
+    /* ... and a valid request padded with JSON whitespace to exactly -max_msg bytes works. */
+    char padded[FRAME_MAX_MSG + 3];
+    int n = snprintf(padded, sizeof(padded),
+                     "{\"id\":30,\"method\":\"authorize\",\"params\":{\"username\":\"pad\"}}");
+    assert_true(n > 0 && n < FRAME_MAX_MSG);
+    memset(padded + n, ' ', (size_t)(FRAME_MAX_MSG - n));
+    memcpy(padded + FRAME_MAX_MSG, "\r\n", 3);
+    kp_send(b.fd, padded, FRAME_MAX_MSG + 2);
+    expect_authorized(&b, 30);
+
+    char *huge = repeat('z', 3 * FRAME_MAX_MSG);
+
+    /* Far over the limit in pieces, on an authorized session. */
+    client d = client_connect(p->port);
+    authorize(&d, 1, "frame");
+    for (int i = 0; i < 3; i++) {
+        if (send_may_fail(d.fd, huge + i * FRAME_MAX_MSG, FRAME_MAX_MSG) != 0)
+            break; /* already closed */
+        sleep_ms(20);
+    }
+    expect_closed_silently(&d, 3000);
+
+    /* Over the limit inside one write, newline included: closed without a response. */
+    client e = client_connect(p->port);
+    char *one_write = repeat('w', FRAME_MAX_MSG + 11);
+    one_write[FRAME_MAX_MSG + 10] = '\n';
+    send_may_fail(e.fd, one_write, FRAME_MAX_MSG + 11);
+    expect_closed_silently(&e, 3000);
+
+    /* The earlier sessions were not affected. */
+    kp_sendf(a.fd, "{\"id\":40,\"method\":\"authorize\",\"params\":{\"username\":\"x\"}}\n");
+    expect_error_id(&a, 40, "Already authorized");
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    free(garbage);
+    free(one_write);
+    free(huge);
+    client_close(&a);
+    client_close(&b);
+    client_close(&d);
+    client_close(&e);
+}
+
+/* Requests before an over-long line in the same read are answered before the close: an
+ * accepted submit is recorded and counted, so its client must learn that it was accepted. */
+static void test_overlong_after_valid(void **state)
+{
+    const char *args[] = {"-max_msg", "256", NULL};
+    kp_proc *p = server_start(*state, args);
+    char *junk = repeat('q', FRAME_MAX_MSG + 1);
+
+    /* authorize + over-long line (with its newline) in one write. */
+    client f = client_connect(p->port);
+    char buf[1024];
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"id\":5,\"method\":\"authorize\",\"params\":{\"username\":\"mixed\"}}\n%s\n",
+                     junk);
+    send_may_fail(f.fd, buf, (size_t)n);
+    expect_authorized(&f, 5);
+    expect_closed_silently(&f, 3000);
+
+    /* submit + over-long line (no newline) in one write. */
+    client g = client_connect(p->port);
+    authorize(&g, 1, "mixed");
+    char result[65];
+    kp_test_result(g.nonce, "ab", result);
+    n = snprintf(buf, sizeof(buf),
+                 "{\"id\":2,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+                 ",\"client_nonce\":\"ab\",\"result\":\"%s\"}}\n%s",
+                 g.job_id, result, junk);
+    send_may_fail(g.fd, buf, (size_t)n);
+    expect_ok(&g, 2);
+    expect_closed_silently(&g, 3000);
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&f);
+    client_close(&g);
+    free(junk);
+}
+
+/* -max_msg + 1 bytes in pieces with no newline yet: the line is already too long (its last byte
+ * is not a '\r' that a '\n' could still turn into a terminator), so the connection is closed at
+ * once, without a response, without waiting for more bytes (SPEC §2 Framing). */
+static void test_overlong_pending_line(void **state)
+{
+    const char *args[] = {"-max_msg", "256", NULL};
+    kp_proc *p = server_start(*state, args);
+    char *line = repeat('z', FRAME_MAX_MSG + 1);
+
+    client c = client_connect(p->port);
+    authorize(&c, 1, "pending");
+    kp_send(c.fd, line, 100);
+    sleep_ms(50);
+    kp_send(c.fd, line + 100, 100);
+    sleep_ms(50);
+    send_may_fail(c.fd, line + 200, FRAME_MAX_MSG + 1 - 200);
+    expect_closed_silently(&c, 3000);
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&c);
+    free(line);
+}
+
+/* ---- 3. every error string ----------------------------------------------------------------- */
+
+static void expect_bad_username(int port, const char *params_json)
+{
+    client c = client_connect(port);
+    kp_sendf(c.fd, "{\"id\":9,\"method\":\"authorize\",\"params\":%s}\n", params_json);
+    expect_error(&c, "9", "Invalid username");
+    assert_true(kp_wait_closed(c.fd, 3000));
+    client_close(&c);
+}
+
+static void test_error_strings(void **state)
+{
+    const char *args[] = {"-min_submit_interval", "300ms", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    /* Malformed messages before authorization are answered and do not close (below -max_errors). */
+    client u = client_connect(p->port);
+    kp_sendf(u.fd, "hello\n");
+    expect_error(&u, "null", "Invalid JSON");
+    kp_sendf(u.fd, "[1,2,3]\n");
+    expect_error(&u, "null", "Invalid JSON");
+    kp_sendf(u.fd, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"a\"}} tail\n");
+    expect_error(&u, "null", "Invalid JSON");
+    kp_sendf(u.fd, "{\"id\":1,\"method\":\"authorize\"\n");
+    expect_error(&u, "null", "Invalid JSON");
+    kp_sendf(u.fd, "{\"id\":\"7\",\"method\":\"authorize\",\"params\":{\"username\":\"a\"}}\n");
+    expect_error(&u, "null", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":1.5,\"method\":\"authorize\",\"params\":{\"username\":\"a\"}}\n");
+    expect_error(&u, "null", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":2,\"params\":{\"username\":\"a\"}}\n");
+    expect_error(&u, "2", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":3,\"method\":\"authorize\",\"params\":[]}\n");
+    expect_error(&u, "3", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":4,\"method\":\"authorize\"}\n");
+    expect_error(&u, "4", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":5,\"method\":5,\"params\":{}}\n");
+    expect_error(&u, "5", "Invalid request");
+    kp_sendf(u.fd, "{\"id\":6,\"method\":\"mine\",\"params\":{}}\n");
+    expect_error(&u, "6", "Unknown method");
+    /* Anything but authorize before authorization: Unauthorized, then closed. */
+    kp_sendf(u.fd, "{\"id\":7,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"aa\","
+                   "\"result\":\"bb\"}}\n");
+    expect_error(&u, "7", "Unauthorized");
+    assert_true(kp_wait_closed(u.fd, 3000));
+    client_close(&u);
+
+    /* Bad usernames: answered, then closed. */
+    expect_bad_username(p->port, "{\"username\":\"\"}");
+    expect_bad_username(p->port, "{\"username\":123}");
+    expect_bad_username(p->port, "{}");
+    expect_bad_username(p->port, "{\"username\":\"bad\\u0007name\"}");
+    char *name256 = repeat('n', 256);
+    char params[300];
+    snprintf(params, sizeof(params), "{\"username\":\"%s\"}", name256);
+    expect_bad_username(p->port, params);
+    /* 255 bytes is still a username. */
+    client w = client_connect(p->port);
+    name256[255] = '\0';
+    authorize(&w, 1, name256);
+    free(name256);
+
+    client a = client_connect(p->port);
+    authorize(&a, 1, "alice");
+    int64_t job = a.job_id;
+    char nonce[33];
+    memcpy(nonce, a.nonce, sizeof(nonce));
+
+    kp_sendf(a.fd, "{\"id\":10,\"method\":\"authorize\",\"params\":{\"username\":\"alice\"}}\n");
+    expect_error(&a, "10", "Already authorized");
+
+    /* Invalid params (fewer than the default -max_errors in a row). */
+    kp_sendf(a.fd, "{\"id\":11,\"method\":\"submit\",\"params\":{}}\n");
+    expect_error(&a, "11", "Invalid params");
+    kp_sendf(a.fd, "{\"id\":12,\"method\":\"submit\",\"params\":{\"job_id\":\"1\",\"client_nonce\":"
+                   "\"aa\",\"result\":\"bb\"}}\n");
+    expect_error(&a, "12", "Invalid params");
+    kp_sendf(a.fd, "{\"id\":13,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":"
+                   "\"xyz\",\"result\":\"bb\"}}\n");
+    expect_error(&a, "13", "Invalid params");
+    kp_sendf(a.fd, "{\"id\":14,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":"
+                   "\"\",\"result\":\"bb\"}}\n");
+    expect_error(&a, "14", "Invalid params");
+    char *nonce65 = repeat('a', 65);
+    send_submit(&a, 15, job, nonce65, "bb");
+    expect_error(&a, "15", "Invalid params");
+    free(nonce65);
+    kp_sendf(a.fd, "{\"id\":16,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":"
+                   "\"aa\",\"result\":5}}\n");
+    expect_error(&a, "16", "Invalid params");
+    kp_sendf(a.fd, "{\"id\":17,\"method\":\"submit\",\"params\":{\"job_id\":1.5,\"client_nonce\":"
+                   "\"aa\",\"result\":\"bb\"}}\n");
+    expect_error(&a, "17", "Invalid params");
+
+    /* Jobs never issued. */
+    send_valid_submit(&a, 20, job + 1, nonce, "aa");
+    expect_error(&a, "20", "Task does not exist");
+    send_valid_submit(&a, 21, 0, nonce, "aa");
+    expect_error(&a, "21", "Task does not exist");
+    send_valid_submit(&a, 22, -1, nonce, "aa");
+    expect_error(&a, "22", "Task does not exist");
+
+    /* Wrong results: garbage, and the hash of the operands in the wrong order. */
+    send_submit(&a, 23, job, "aa", "00");
+    expect_error(&a, "23", "Invalid result");
+    char swapped[65];
+    kp_test_result("aa", nonce, swapped);
+    send_submit(&a, 24, job, "aa", swapped);
+    expect_error(&a, "24", "Invalid result");
+
+    /* Rate, then duplicate: rate is checked first; only accepted submits move the clock. The
+     * three go in one write so that a slow machine cannot stretch the gap past the limit. */
+    char three[1536];
+    size_t len = format_valid_submit(three, sizeof(three), 25, job, nonce, "01");
+    len += format_valid_submit(three + len, sizeof(three) - len, 26, job, nonce, "02");
+    len += format_valid_submit(three + len, sizeof(three) - len, 27, job, nonce, "01");
+    kp_send(a.fd, three, len);
+    expect_ok(&a, 25);
+    expect_error(&a, "26", "Submission too frequent");
+    expect_error(&a, "27", "Submission too frequent");
+    sleep_ms(450);
+    send_valid_submit(&a, 28, job, nonce, "01");
+    expect_error(&a, "28", "Duplicate submission");
+    send_submit(&a, 29, job, "03", "00");
+    expect_error(&a, "29", "Invalid result");
+    send_valid_submit(&a, 30, job, nonce, "03");
+    expect_ok(&a, 30);
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&a);
+    client_close(&w);
+
+    /* Task expired: a fast server where a job lives 200 ms after the next one is issued. */
+    const char *fast[] = {"-interval", "200ms", "-expire", "200ms", "-min_submit_interval", "0", NULL};
+    p = server_start(*state, fast);
+    client e = client_connect(p->port);
+    authorize(&e, 1, "expiry");
+    int64_t old_job = e.job_id;
+    char old_nonce[33];
+    memcpy(old_nonce, e.nonce, sizeof(old_nonce));
+    wait_job(&e, old_job + 3, 10000);
+    send_valid_submit(&e, 2, old_job, old_nonce, "aa");
+    expect_error(&e, "2", "Task expired");
+    send_valid_submit(&e, 3, e.job_id + 50, e.nonce, "aa");
+    expect_error(&e, "3", "Task does not exist");
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&e);
+}
+
+/* ---- 4. -auth_timeout ---------------------------------------------------------------------- */
+
+static void test_auth_timeout(void **state)
+{
+    const char *args[] = {"-auth_timeout", "300ms", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    uint64_t t0 = kp_test_now_ms();
+    client silent = client_connect(p->port);
+    client noisy = client_connect(p->port);
+    client good = client_connect(p->port);
+    authorize(&good, 1, "quick");
+    kp_sendf(noisy.fd, "not json\n"); /* a message, but not an authorize */
+    expect_error(&noisy, "null", "Invalid JSON");
+
+    assert_true(kp_wait_closed(silent.fd, 5000));
+    uint64_t elapsed = kp_test_now_ms() - t0;
+    assert_true(elapsed >= 200);  /* not before the deadline (loop time may lag a little) */
+    assert_true(elapsed <= 2500); /* ~1 s, generous for a loaded machine */
+    assert_true(kp_wait_closed(noisy.fd, 3000));
+
+    /* The authorized session outlives the deadline several times over. */
+    uint64_t now = kp_test_now_ms();
+    if (now - t0 < 1200)
+        expect_open(&good, (int)(1200 - (now - t0)));
+    kp_sendf(good.fd, "{\"id\":2,\"method\":\"authorize\",\"params\":{\"username\":\"quick\"}}\n");
+    expect_error(&good, "2", "Already authorized");
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&silent);
+    client_close(&noisy);
+    client_close(&good);
+}
+
+/* ---- 5. -max_errors ------------------------------------------------------------------------ */
+
+static void test_max_errors(void **state)
+{
+    const char *args[] = {"-max_errors", "3", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    /* Three malformed lines in a row: each answered, then closed. */
+    client a = client_connect(p->port);
+    kp_sendf(a.fd, "x\ny\nz\n");
+    expect_error(&a, "null", "Invalid JSON");
+    expect_error(&a, "null", "Invalid JSON");
+    expect_error(&a, "null", "Invalid JSON");
+    assert_true(kp_wait_closed(a.fd, 3000));
+
+    /* A valid message resets the run. */
+    client b = client_connect(p->port);
+    kp_sendf(b.fd, "x\ny\n");
+    expect_error(&b, "null", "Invalid JSON");
+    expect_error(&b, "null", "Invalid JSON");
+    authorize(&b, 1, "errs");
+    kp_sendf(b.fd, "x\ny\n");
+    expect_error(&b, "null", "Invalid JSON");
+    expect_error(&b, "null", "Invalid JSON");
+    expect_open(&b, 500);
+    kp_sendf(b.fd, "{\"id\":2,\"method\":\"authorize\",\"params\":{\"username\":\"errs\"}}\n");
+    expect_error(&b, "2", "Already authorized");
+
+    /* Blank lines are not messages: they neither count nor reset. */
+    client c = client_connect(p->port);
+    kp_sendf(c.fd, "x\n\n\r\ny\n\n");
+    expect_error(&c, "null", "Invalid JSON");
+    expect_error(&c, "null", "Invalid JSON");
+    authorize(&c, 1, "blank");
+    expect_open(&c, 300);
+
+    /* Every malformed kind counts: Invalid request, Unknown method, Invalid params. */
+    client d = client_connect(p->port);
+    authorize(&d, 1, "kinds");
+    kp_sendf(d.fd, "{\"id\":\"s\",\"method\":\"submit\",\"params\":{}}\n"
+                   "{\"id\":3,\"method\":\"nope\",\"params\":{}}\n"
+                   "{\"id\":4,\"method\":\"submit\",\"params\":{}}\n");
+    expect_error(&d, "null", "Invalid request");
+    expect_error(&d, "3", "Unknown method");
+    expect_error(&d, "4", "Invalid params");
+    assert_true(kp_wait_closed(d.fd, 3000));
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    client_close(&a);
+    client_close(&b);
+    client_close(&c);
+    client_close(&d);
+}
+
+/* ---- 6. -max_conns ------------------------------------------------------------------------- */
+
+static void test_max_conns(void **state)
+{
+    const char *args[] = {"-max_conns", "5", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    client c[5];
+    char name[16];
+    for (int i = 0; i < 5; i++) {
+        c[i] = client_connect(p->port);
+        snprintf(name, sizeof(name), "mc%d", i);
+        authorize(&c[i], 1, name);
+    }
+
+    /* The sixth is closed by the server at accept. */
+    client extra = client_connect(p->port);
+    static const char auth_extra[] =
+        "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"extra\"}}\n";
+    send_may_fail(extra.fd, auth_extra, sizeof(auth_extra) - 1);
+    expect_closed_silently(&extra, 1500);
+    client_close(&extra);
+    assert_true(kp_proc_wait_log(p, "connection refused", 3000));
+
+    /* After one leaves, a newcomer fits (the server notices the close asynchronously). */
+    client_close(&c[0]);
+    int accepted = 0;
+    uint64_t deadline = kp_test_now_ms() + 5000;
+    while (!accepted && kp_test_now_ms() < deadline) {
+        client n = client_connect(p->port);
+        static const char auth_new[] =
+            "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"newcomer\"}}\n";
+        send_may_fail(n.fd, auth_new, sizeof(auth_new) - 1);
+        char buf[LINE_MAX_TEST];
+        int r = kp_recv_line(n.fd, buf, sizeof(buf), 1000);
+        if (r > 0) {
+            assert_string_equal(buf, "{\"id\":1,\"result\":true}");
+            kp_expect_line(n.fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
+            assert_true(take_job(&n, buf));
+            c[0] = n;
+            accepted = 1;
+        } else {
+            client_close(&n);
+            sleep_ms(100);
+        }
+    }
+    assert_true(accepted);
+
+    /* All five are served. */
+    for (int i = 0; i < 5; i++) {
+        kp_sendf(c[i].fd, "{\"id\":2,\"method\":\"authorize\",\"params\":{\"username\":\"again\"}}\n");
+        expect_error(&c[i], "2", "Already authorized");
+    }
+
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    for (int i = 0; i < 5; i++)
+        client_close(&c[i]);
+}
+
+/* ---- 7. many sessions end to end ----------------------------------------------------------- */
+
+#define MANY 120
+
+static void test_many_sessions(void **state)
+{
+    const char *args[] = {"-interval", "3s", "-expire", "30s", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    client *c = calloc(MANY, sizeof(*c));
+    int64_t *first = calloc(MANY, sizeof(*first));
+    assert_non_null(c);
+    assert_non_null(first);
+    char name[16];
+
+    /* Connect all, then authorize all (the requests overlap on the server). */
+    for (int i = 0; i < MANY; i++)
+        c[i] = client_connect(p->port);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof(name), "u%d", i % 4);
+        send_authorize(&c[i], 1, name);
+    }
+    for (int i = 0; i < MANY; i++) {
+        expect_authorized(&c[i], 1);
+        first[i] = c[i].job_id;
+    }
+
+    /* Every session submits once for the job it was given. */
+    char cnonce[32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(cnonce, sizeof(cnonce), "c0ffee%04x", (unsigned)i);
+        send_valid_submit(&c[i], 2, c[i].job_id, c[i].nonce, cnonce);
+    }
+    for (int i = 0; i < MANY; i++)
+        expect_ok(&c[i], 2);
+
+    /* The next broadcast reaches every session. */
+    for (int i = 0; i < MANY; i++) {
+        wait_job(&c[i], first[i] + 1, 15000);
+        assert_int_equal(c[i].job_id, first[i] + 1);
+    }
+
+    /* SIGTERM with every session open. */
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    for (int i = 0; i < MANY; i++) {
+        assert_true(kp_wait_closed(c[i].fd, 3000));
+        client_close(&c[i]);
+    }
+    stop_counts sc = stopped_line(p);
+    assert_int_equal(sc.accepted, MANY);
+    assert_int_equal(sc.published, MANY);
+    assert_int_equal(sc.counted, MANY);
+    assert_int_equal(sc.unpublished, 0);
+    free(c);
+    free(first);
+}
+
+/* ---- 8. shutdown with sessions open -------------------------------------------------------- */
+
+static void test_sigterm_with_sessions(void **state)
+{
+    const char *args[] = {"-shutdown_timeout", "5s", NULL};
+    kp_proc *p = server_start(*state, args);
+
+    client a = client_connect(p->port);
+    client b = client_connect(p->port);
+    client pending = client_connect(p->port);
+    client partial = client_connect(p->port);
+    authorize(&a, 1, "a");
+    authorize(&b, 1, "b");
+    send_valid_submit(&a, 2, a.job_id, a.nonce, "ab");
+    expect_ok(&a, 2);
+    kp_sendf(partial.fd, "{\"id\":1,\"method\":\"auth");
+    sleep_ms(100); /* let the server read the partial line */
+
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    assert_true(kp_test_now_ms() - t0 < 7000); /* within -shutdown_timeout, with slack */
+    assert_true(kp_wait_closed(a.fd, 3000));
+    assert_true(kp_wait_closed(b.fd, 3000));
+    assert_true(kp_wait_closed(pending.fd, 3000));
+    assert_true(kp_wait_closed(partial.fd, 3000));
+    assert_non_null(strstr(p->log, "shutting down"));
+    stop_counts sc = stopped_line(p);
+    assert_int_equal(sc.accepted, 1);
+    assert_int_equal(sc.published, 1);
+    assert_int_equal(sc.counted, 1);
+    assert_int_equal(sc.unpublished, 0);
+    client_close(&a);
+    client_close(&b);
+    client_close(&pending);
+    client_close(&partial);
+
+    /* SIGINT does the same. */
+    p = server_start(*state, args);
+    client d = client_connect(p->port);
+    authorize(&d, 1, "d");
+    assert_int_equal(server_stop(p, SIGINT), 0);
+    assert_true(kp_wait_closed(d.fd, 3000));
+    client_close(&d);
+}
+
+/* ---- 9. scale-out: same secret, same jobs -------------------------------------------------- */
+
+static void hmac_nonce(const char *secret, int64_t job_id, char out[33])
+{
+    char msg[32];
+    int len = snprintf(msg, sizeof(msg), "%" PRId64, job_id);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg,
+                         (size_t)len, mac, &mac_len));
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void test_scale_out(void **state)
+{
+    const char *args[] = {"-job_secret", "s3cret", "-interval", "1s", NULL};
+    kp_proc *p1 = server_start(*state, args);
+    kp_proc *p2 = server_start(*state, args);
+
+    client a = {.fd = -1}, b = {.fd = -1};
+    int same = 0;
+    for (int attempt = 0; attempt < 3 && !same; attempt++) {
+        client_close(&a);
+        client_close(&b);
+        a = client_connect(p1->port);
+        b = client_connect(p2->port);
+        send_authorize(&a, 1, "node");
+        send_authorize(&b, 1, "node");
+        expect_authorized(&a, 1);
+        expect_authorized(&b, 1);
+        same = a.job_id == b.job_id; /* else the two straddled a second boundary: retry */
+    }
+    assert_true(same);
+    assert_string_equal(a.nonce, b.nonce);
+
+    /* job_id = floor(unix_time / 1 s); nonce = first 16 bytes of HMAC-SHA256(secret, id). */
+    int64_t now_s = (int64_t)time(NULL);
+    assert_true(a.job_id >= now_s - 3 && a.job_id <= now_s + 1);
+    char want[33];
+    hmac_nonce("s3cret", a.job_id, want);
+    assert_string_equal(a.nonce, want);
+
+    /* The next boundary brings the same next job on both. */
+    int64_t next = a.job_id + 1;
+    wait_job(&a, next, 5000);
+    wait_job(&b, next, 5000);
+    if (a.job_id == b.job_id) {
+        assert_string_equal(a.nonce, b.nonce);
+        hmac_nonce("s3cret", a.job_id, want);
+        assert_string_equal(a.nonce, want);
+    }
+
+    /* A submit computed against one node's job is accepted by the other. */
+    char result[65];
+    kp_test_result(a.nonce, "5ca1e", result);
+    send_submit(&b, 2, a.job_id, "5ca1e", result);
+    expect_ok(&b, 2);
+
+    assert_int_equal(server_stop(p1, SIGTERM), 0);
+    assert_int_equal(server_stop(p2, SIGTERM), 0);
+    client_close(&a);
+    client_close(&b);
+}
+
+/* ---- 10. command line ---------------------------------------------------------------------- */
+
+typedef struct run_result {
+    int status;
+    char out[65536];
+    char err[65536];
+} run_result;
+
+/* Runs the server binary with argv (after argv[0]) and an optional extra "K=V", capturing both
+ * streams; fails the test when it does not exit within 10 s. */
+static void run_server(const char *const *args, const char *env, run_result *res)
+{
+    int out_pipe[2], err_pipe[2];
+    assert_int_equal(pipe(out_pipe), 0);
+    assert_int_equal(pipe(err_pipe), 0);
+    const char *argv[32];
+    size_t argc = 0;
+    argv[argc++] = KP_SERVER_BIN;
+    for (size_t i = 0; args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out_pipe[1], STDOUT_FILENO);
+        dup2(err_pipe[1], STDERR_FILENO);
+        close(out_pipe[0]);
+        close(out_pipe[1]);
+        close(err_pipe[0]);
+        close(err_pipe[1]);
+        if (env)
+            putenv((char *)env);
+        execv(KP_SERVER_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+
+    size_t out_len = 0, err_len = 0;
+    struct pollfd pf[2] = {{.fd = out_pipe[0], .events = POLLIN}, {.fd = err_pipe[0], .events = POLLIN}};
+    uint64_t deadline = kp_test_now_ms() + 10000;
+    while ((pf[0].fd >= 0 || pf[1].fd >= 0) && kp_test_now_ms() < deadline) {
+        if (poll(pf, 2, 100) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char *buf = i == 0 ? res->out : res->err;
+            size_t *len = i == 0 ? &out_len : &err_len;
+            char scratch[4096];
+            size_t room = sizeof(res->out) - 1 - *len;
+            ssize_t n = read(pf[i].fd, room ? buf + *len : scratch, room ? room : sizeof(scratch));
+            if (n <= 0) {
+                close(pf[i].fd);
+                pf[i].fd = -1;
+            } else if (room) {
+                *len += (size_t)n;
+            }
+        }
+    }
+    res->out[out_len] = '\0';
+    res->err[err_len] = '\0';
+    for (int i = 0; i < 2; i++)
+        if (pf[i].fd >= 0)
+            close(pf[i].fd);
+
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &status, WNOHANG)) == 0 && kp_test_now_ms() < deadline)
+        sleep_ms(10);
+    if (r != pid) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("%s did not exit within 10 s", KP_SERVER_BIN);
+    }
+    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void expect_bad_value(run_result *res, const char *const *args, const char *env,
+                             const char *names)
+{
+    memset(res, 0, sizeof(*res));
+    run_server(args, env, res);
+    if (res->status != 2 || !strstr(res->err, names))
+        fail_msg("want exit 2 naming %s; got %d, stderr: %s", names, res->status, res->err);
+    /* One line. */
+    const char *nl = strchr(res->err, '\n');
+    assert_true(nl == NULL || nl[1] == '\0');
+}
+
+static void test_command_line(void **state)
+{
+    run_result *res = malloc(sizeof(*res));
+    assert_non_null(res);
+
+    const char *bad[] = {"-interval", "nonsense", NULL};
+    expect_bad_value(res, bad, NULL, "-interval");
+    const char *bad_eq[] = {"-interval=nonsense", NULL};
+    expect_bad_value(res, bad_eq, NULL, "-interval");
+    const char *bad_dd[] = {"--interval", "nonsense", NULL};
+    expect_bad_value(res, bad_dd, NULL, "-interval");
+    const char *none[] = {NULL};
+    expect_bad_value(res, none, "KUP_INTERVAL=nonsense", "KUP_INTERVAL");
+    const char *unknown[] = {"-no_such_flag", "1", NULL};
+    memset(res, 0, sizeof(*res));
+    run_server(unknown, NULL, res);
+    assert_int_equal(res->status, 2);
+    assert_non_null(strstr(res->err, "no_such_flag"));
+
+    const char *help[] = {"-h", NULL};
+    memset(res, 0, sizeof(*res));
+    run_server(help, NULL, res);
+    assert_int_equal(res->status, 0);
+    if (!strstr(res->out, "KUP_ADDR") && !strstr(res->err, "KUP_ADDR"))
+        fail_msg("-h does not mention KUP_ADDR; stdout: %s stderr: %s", res->out, res->err);
+    const char *listed[] = {"KUP_INTERVAL", "KUP_MAX_MSG", "KUP_MAX_CONNS", "KUP_JOB_SECRET",
+                            "KUP_AUTH_TIMEOUT", "KUP_SHUTDOWN_TIMEOUT"};
+    for (size_t i = 0; i < sizeof(listed) / sizeof(listed[0]); i++)
+        if (!strstr(res->out, listed[i]) && !strstr(res->err, listed[i]))
+            fail_msg("-h does not mention %s", listed[i]);
+
+    const char *version[] = {"-version", NULL};
+    memset(res, 0, sizeof(*res));
+    run_server(version, NULL, res);
+    assert_int_equal(res->status, 0);
+    assert_true(strlen(res->out) + strlen(res->err) > 0);
+    free(res);
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+/* The environment overrides flags (SPEC §4): a KUP_* variable of the caller must not change
+ * what these tests configure. */
+static void clear_kup_environment(void)
+{
+    for (;;) {
+        char name[128] = "";
+        for (char **e = environ; e && *e; e++) {
+            const char *eq = strchr(*e, '=');
+            if (strncmp(*e, "KUP_", 4) == 0 && eq && (size_t)(eq - *e) < sizeof(name)) {
+                memcpy(name, *e, (size_t)(eq - *e));
+                name[eq - *e] = '\0';
+                break;
+            }
+        }
+        if (!name[0])
+            return;
+        unsetenv(name);
+    }
+}
+
+int main(void)
+{
+    clear_kup_environment();
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_happy_path, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_framing, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_overlong_after_valid, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_overlong_pending_line, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_error_strings, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_timeout, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_max_errors, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_max_conns, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_many_sessions, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_with_sessions, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_scale_out, fixture_setup, fixture_teardown),
+        cmocka_unit_test(test_command_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
