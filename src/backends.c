@@ -16,10 +16,12 @@ typedef struct stats_entry {
 
 static const mq_entry mq_backends[] = {
     {"memory", kp_mq_memory_open},
+    {"rabbit", kp_mq_rabbit_open},
 };
 
 static const stats_entry stats_backends[] = {
     {"memory", kp_stats_memory_open},
+    {"pg", kp_stats_pg_open},
 };
 
 int kp_mq_open(const kp_config *cfg, kp_mq **out)

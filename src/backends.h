@@ -16,6 +16,8 @@ int kp_stats_open(const kp_config *cfg, kp_stats **out);
 /* The constructors. */
 int kp_mq_memory_open(const kp_config *cfg, kp_mq **out);
 int kp_stats_memory_open(const kp_config *cfg, kp_stats **out);
+int kp_mq_rabbit_open(const kp_config *cfg, kp_mq **out); /* mq_rabbit.c */
+int kp_stats_pg_open(const kp_config *cfg, kp_stats **out); /* stats_pg.c */
 
 /* The memory mq's bound, in events: publish waits, then fails with KP_EAGAIN, beyond it. */
 #define KP_MQ_MEMORY_CAPACITY 65536
