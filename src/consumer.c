@@ -24,6 +24,7 @@ struct kp_consumer {
     atomic_uint_fast64_t drain_deadline_ms; /* monotonic; valid once stopping */
     atomic_uint_fast64_t counted;
     atomic_uint_fast64_t errors;
+    atomic_int failing; /* 0 ok, 1 consume (mq) failing, 2 stats failing */
 };
 
 static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
@@ -59,9 +60,11 @@ static bool record_batch(kp_consumer *c, size_t n)
         if (rc == 0) {
             if (delay)
                 KP_INFO(MODULE, "stats store recovered", "store=%s", c->stats->name);
+            atomic_store(&c->failing, 0);
             return true;
         }
         atomic_fetch_add(&c->errors, 1);
+        atomic_store(&c->failing, 2);
         KP_WARN(MODULE, "stats write failed; retrying", "store=%s error=\"%s\" events=%zu",
                 c->stats->name, kp_strerror(rc), n);
         if (past_deadline(c))
@@ -83,12 +86,15 @@ static void run(void *arg)
             break;
         if (rc != 0) {
             atomic_fetch_add(&c->errors, 1);
+            atomic_store(&c->failing, 1);
             KP_WARN(MODULE, "consume failed; retrying", "mq=%s error=\"%s\"", c->mq->name,
                     kp_strerror(rc));
             backoff(c, &delay);
             continue;
         }
         delay = 0;
+        if (atomic_load(&c->failing) == 1)
+            atomic_store(&c->failing, 0);
         if (n == 0) {
             if (atomic_load(&c->stopping))
                 break; /* drained: the publisher finished before stop was asked */
@@ -121,6 +127,7 @@ int kp_consumer_start(kp_mq *mq, kp_stats *stats, kp_consumer **out)
     atomic_init(&c->drain_deadline_ms, 0);
     atomic_init(&c->counted, 0);
     atomic_init(&c->errors, 0);
+    atomic_init(&c->failing, 0);
     if (uv_thread_create(&c->thread, run, c) != 0) {
         free(c->batch);
         free(c);
@@ -138,6 +145,13 @@ uint64_t kp_consumer_counted(const kp_consumer *c)
 uint64_t kp_consumer_errors(const kp_consumer *c)
 {
     return atomic_load(&((kp_consumer *)c)->errors);
+}
+
+bool kp_consumer_failing(const kp_consumer *c, bool *stats_side)
+{
+    int f = atomic_load(&((kp_consumer *)c)->failing);
+    *stats_side = f == 2;
+    return f != 0;
 }
 
 uint64_t kp_consumer_stop(kp_consumer *c, uint64_t drain_ms)

@@ -6,6 +6,7 @@
 #ifndef KP_CONSUMER_H
 #define KP_CONSUMER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kupool/mq.h"
@@ -20,8 +21,13 @@ int kp_consumer_start(kp_mq *mq, kp_stats *stats, kp_consumer **out);
 /* Events counted and acknowledged so far (any thread). */
 uint64_t kp_consumer_counted(const kp_consumer *c);
 
-/* Stat-store failures so far (any thread). */
+/* Stats-store and consume failures so far (any thread). */
 uint64_t kp_consumer_errors(const kp_consumer *c);
+
+/* True while the last stats write or consume failed and has not succeeded since (any thread):
+ * /healthz names the failing backend from this. Sets *stats_side when the stats store failed,
+ * clears it when the mq did. */
+bool kp_consumer_failing(const kp_consumer *c, bool *stats_side);
 
 /* Asks the thread to finish: it keeps consuming until the queue has nothing left or
  * `drain_ms` passes, then exits; this call joins it, frees `c` and returns the number of events

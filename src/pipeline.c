@@ -239,6 +239,7 @@ kp_pipeline_stats kp_pipeline_get_stats(const kp_pipeline *pl)
 {
     kp_pipeline_stats s = pl->stats;
     s.waiting = waiting(pl);
+    s.failing = pl->backoff_ms > 0;
     return s;
 }
 

@@ -6,6 +6,7 @@
 #ifndef KP_PIPELINE_H
 #define KP_PIPELINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -20,6 +21,7 @@ typedef struct kp_pipeline_stats {
     uint64_t published;     /* events the mq confirmed */
     uint64_t publish_errors; /* failed publish calls */
     size_t waiting;         /* pushed and not yet confirmed (pending + in flight) */
+    bool failing;           /* the last publish failed and its batch waits for a retry */
 } kp_pipeline_stats;
 
 /* `mq` is borrowed and must outlive the pipeline. Returns 0 or KP_ENOMEM. */
