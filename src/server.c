@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "admin.h"
 #include "backends.h"
 #include "codec.h"
 #include "kupool/error.h"
@@ -283,6 +284,10 @@ void kp_server_shutdown(kp_server *s)
     KP_INFO(MODULE_APP, "shutting down", "sessions=%zu connections=%zu waiting=%zu",
             s->authorized.count, s->connections, kp_pipeline_get_stats(s->pipeline).waiting);
     uv_close((uv_handle_t *)&s->listener, NULL);
+    if (s->admin) {
+        kp_admin_close(s->admin);
+        s->admin = NULL;
+    }
     uv_close((uv_handle_t *)&s->job_timer, NULL);
     uv_close((uv_handle_t *)&s->auth_timer, NULL);
     uv_close((uv_handle_t *)&s->broadcast_idle, NULL);
@@ -297,9 +302,8 @@ static int open_parts(kp_server *s)
 {
     const kp_config *cfg = s->cfg;
     /* Refuse rather than silently ignore a listener this build cannot serve. */
-    if (cfg->ws_addr[0] || cfg->http_addr[0]) {
-        KP_ERROR(MODULE_APP, "not supported by this build", "flag=%s",
-                 cfg->ws_addr[0] ? "-ws_addr" : "-http_addr");
+    if (cfg->ws_addr[0]) {
+        KP_ERROR(MODULE_APP, "not supported by this build", "flag=-ws_addr");
         return KP_EINVAL;
     }
     int rc = kp_mq_open(cfg, &s->mq);
@@ -366,9 +370,13 @@ int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
     int rc = open_parts(s);
     if (rc == 0)
         rc = start_listener(s);
+    if (rc == 0 && cfg->http_addr[0])
+        rc = kp_admin_open(s, cfg->http_addr, &s->admin);
     if (rc != 0) {
         if (s->listener.loop)
             uv_close((uv_handle_t *)&s->listener, NULL);
+        kp_admin_close(s->admin);
+        s->admin = NULL;
         kp_pipeline_close(s->pipeline);
         s->pipeline = NULL;
         uv_run(loop, UV_RUN_DEFAULT); /* lets the closed handles finish */

@@ -19,6 +19,7 @@
 #include "protocol.h"
 
 typedef struct kp_session kp_session;
+typedef struct kp_admin kp_admin;
 
 /* An intrusive list of sessions (each session is in at most one). */
 typedef struct kp_session_list {
@@ -65,6 +66,7 @@ typedef struct kp_server {
     kp_stats *stats;
     kp_pipeline *pipeline;
     kp_consumer *consumer; /* NULL with -consume=false */
+    kp_admin *admin;       /* NULL without -http_addr */
 
     kp_session_list unauthorized; /* in accept order, so the head times out first */
     kp_session_list authorized;   /* broadcast order; new sessions join at the tail */
