@@ -1,0 +1,58 @@
+/* WebSocket (RFC 6455) for one connection, without any I/O of its own: the owner feeds received
+ * bytes in and gets framed bytes out through callbacks, so the same code serves the server's
+ * sessions (libuv), kupool-client, kupool-mock and unit tests (memory only).
+ *
+ * The HTTP upgrade is parsed with http-parser and frames with wslay (Debian libhttp-parser-dev,
+ * libwslay-dev): no hand-rolled parsers. Ping/pong, fragmentation and the close handshake are
+ * handled here; the owner only ever sees whole text messages. */
+#ifndef KP_WS_H
+#define KP_WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kp_ws kp_ws;
+
+typedef struct kp_ws_callbacks {
+    /* Bytes to put on the wire, in order (handshake and frames). Return 0, or a negative value
+     * if the transport is gone (the connection then fails). */
+    int (*send)(void *user, const char *data, size_t len);
+    /* One complete text message, reassembled from its fragments. `msg` is borrowed for the
+     * call. Called only after the handshake. */
+    void (*on_text)(void *user, const char *msg, size_t len);
+    /* The handshake completed (client: 101 received; server: 101 sent). Optional. */
+    void (*on_open)(void *user);
+    /* The connection is over: after a close handshake, a protocol error (a close frame with the
+     * code was queued first when possible), a bad handshake (an HTTP error response was sent),
+     * a message over max_msg (1009), or a binary frame (1003). The owner closes the transport
+     * once pending bytes are written; no callback follows. */
+    void (*on_close)(void *user, uint16_t code, const char *why);
+} kp_ws_callbacks;
+
+/* A server-side connection awaiting the client's HTTP upgrade request. Requests other than a
+ * valid GET upgrade (path any, Sec-WebSocket-Version 13) get 400 and on_close. max_msg bounds the
+ * request head (handshake) and each message. Returns 0 or KP_ENOMEM. */
+int kp_ws_server_new(const kp_ws_callbacks *cb, void *user, size_t max_msg, kp_ws **out);
+
+/* A client-side connection; sends the upgrade request for ws://host/path through cb->send
+ * at once. Returns 0, KP_ENOMEM or KP_EIO (CSPRNG for the key). */
+int kp_ws_client_new(const kp_ws_callbacks *cb, void *user, const char *host, const char *path,
+                     size_t max_msg, kp_ws **out);
+
+/* Feeds received bytes. Returns 0, or a negative KP_E* when the connection must close now
+ * (on_close has been called). */
+int kp_ws_feed(kp_ws *ws, const char *data, size_t len);
+
+/* Sends one text message (masked on the client side, as RFC 6455 requires). Returns 0,
+ * KP_ECLOSED (not open / closing) or KP_ENOMEM. */
+int kp_ws_send_text(kp_ws *ws, const char *msg, size_t len);
+
+/* Starts the close handshake with `code` (e.g. 1000 or 1001 at shutdown). */
+void kp_ws_close(kp_ws *ws, uint16_t code, const char *reason);
+
+bool kp_ws_is_open(const kp_ws *ws);
+
+void kp_ws_free(kp_ws *ws);
+
+#endif
