@@ -106,6 +106,7 @@ static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, 
         return;
     }
     set_reply(reply, true, req->id, oc);
+    p->submits[oc]++;
     if (oc == KP_OUTCOME_UNAUTHORIZED)
         reply->actions |= KP_REPLY_CLOSE;
     if (kp_log_enabled(KP_LOG_DEBUG))

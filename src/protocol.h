@@ -27,6 +27,7 @@ typedef struct kp_protocol {
     char node_id[17];          /* 16 random hex chars: event ids are "<node_id>-<seq>" */
     uint64_t next_seq;
     uint64_t outcomes[KP_OUTCOME_COUNT]; /* responses by outcome, for metrics and tests */
+    uint64_t submits[KP_OUTCOME_COUNT];  /* responses to submit requests by outcome (metrics) */
 } kp_protocol;
 
 /* What the transport must do after a message. */
