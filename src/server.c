@@ -268,10 +268,11 @@ static void on_drained(int status, void *arg)
     kp_server *s = arg;
     kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
     if (status == 0)
-        KP_INFO(MODULE_APP, "events flushed", "published=%" PRIu64, ps.published);
+        KP_INFO(MODULE_APP, "events flushed", "published=%" PRIu64 " spooled=%" PRIu64,
+                ps.published, ps.spooled);
     else
-        KP_ERROR(MODULE_APP, "shutdown timeout: events not published", "waiting=%zu mq=%s",
-                 ps.waiting, s->mq->name);
+        KP_ERROR(MODULE_APP, "shutdown: events neither published nor spooled",
+                 "lost=%" PRIu64 " mq=%s", (uint64_t)ps.waiting - ps.spooled, s->mq->name);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
@@ -318,7 +319,8 @@ static int open_parts(kp_server *s)
                  rc == KP_EINVAL ? "not supported by this build" : kp_strerror(rc));
         return rc;
     }
-    if ((rc = kp_pipeline_open(s->loop, s->mq, &s->pipeline)) != 0)
+    kp_pipeline_options po = {.spool_dir = cfg->data_dir};
+    if ((rc = kp_pipeline_open(s->loop, s->mq, &po, &s->pipeline)) != 0)
         return rc;
     if ((rc = kp_job_book_init(&s->jobs, cfg->interval_ms, cfg->expire_ms, cfg->job_secret)) != 0)
         return rc;
@@ -401,8 +403,8 @@ int kp_server_free(kp_server *s)
         kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
         int64_t left = kp_mq_pending(s->mq);
         KP_INFO(MODULE_APP, "stopped", "accepted=%" PRIu64 " published=%" PRIu64
-                " counted=%" PRIu64 " unpublished=%zu queued=%" PRId64,
-                ps.accepted, ps.published, counted, ps.waiting, left);
+                " counted=%" PRIu64 " unpublished=%zu spooled=%" PRIu64 " queued=%" PRId64,
+                ps.accepted, ps.published, counted, ps.waiting, ps.spooled, left);
         kp_pipeline_close(s->pipeline);
         uv_run(s->loop, UV_RUN_DEFAULT);
     }

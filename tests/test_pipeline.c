@@ -2,6 +2,9 @@
  * backends, plus a call-counting fake mq that fails on demand to prove retries lose nothing and
  * keep order. */
 #include <inttypes.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +70,7 @@ static void test_memory_backends_count_exactly(void **state)
     kp_consumer *consumer = NULL;
     assert_int_equal(kp_consumer_start(mq, st, &consumer), 0);
     kp_pipeline *pl = NULL;
-    assert_int_equal(kp_pipeline_open(&loop, mq, &pl), 0);
+    assert_int_equal(kp_pipeline_open(&loop, mq, NULL, &pl), 0);
 
     const char *users[] = {"alice", "bob", "carol \"the\" \xc3\xa9"};
     const int64_t minute0 = 1764016200; /* a minute boundary, Unix seconds */
@@ -109,6 +112,7 @@ static void test_memory_backends_count_exactly(void **state)
 /* A fake mq that refuses the first `fail_first` publish calls and records what it stored. */
 typedef struct fake_mq {
     kp_mq parent;
+    bool down; /* refuse every publish while set */
     int fail_first;
     int calls;
     uint64_t next_expected_seq;
@@ -119,7 +123,7 @@ typedef struct fake_mq {
 static int fake_publish(kp_mq *mq, const kp_event *events, size_t n)
 {
     fake_mq *f = (fake_mq *)mq;
-    if (f->calls++ < f->fail_first)
+    if (f->calls++ < f->fail_first || f->down)
         return KP_EIO;
     for (size_t i = 0; i < n; i++) {
         uint64_t seq = strtoull(events[i].event_id + 5, NULL, 10);
@@ -141,7 +145,7 @@ static void test_failed_publish_is_retried_in_order(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     kp_pipeline *pl = NULL;
-    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &pl), 0);
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, NULL, &pl), 0);
     const uint64_t n = 5000;
     for (uint64_t i = 0; i < n; i++) {
         kp_event ev = make_event(i, "alice", 0);
@@ -171,7 +175,7 @@ static void test_drain_times_out_when_backend_stays_down(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     kp_pipeline *pl = NULL;
-    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &pl), 0);
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, NULL, &pl), 0);
     for (uint64_t i = 0; i < 10; i++) {
         kp_event ev = make_event(i, "alice", 0);
         assert_int_equal(kp_pipeline_push(pl, &ev), 0);
@@ -187,12 +191,190 @@ static void test_drain_times_out_when_backend_stays_down(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void wake(uv_timer_t *t) { (void)t; }
+
+static void run_for_ms(uv_loop_t *loop, uint64_t ms)
+{
+    uint64_t end = kp_test_now_ms() + ms;
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    while (kp_test_now_ms() < end) {
+        uv_timer_start(&t, wake, 10, 0);
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void open_fake(fake_mq *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->parent = (kp_mq){.version = KP_MQ_VERSION, .name = "fake", .publish = fake_publish,
+                        .free = fake_free};
+}
+
+/* With the mq down, events past the memory bound move to the spool; when the mq returns every
+ * event is published exactly once, in acceptance order, and the spool empties. */
+static void test_spool_past_memory_bound(void **state)
+{
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fake_mq f;
+    open_fake(&f);
+    f.down = true;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline_options opts = {.spool_dir = dir, .memory_bound = 1000};
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+    const uint64_t n = 6000;
+    for (uint64_t i = 0; i < n; i++) {
+        kp_event ev = make_event(i, "alice", 0);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+        if (i % 500 == 0)
+            uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    run_for_ms(&loop, 300);
+    kp_pipeline_stats ps = kp_pipeline_get_stats(pl);
+    assert_int_equal(ps.waiting, n);
+    assert_true(ps.spooled >= n - 1000);
+    assert_true(ps.failing);
+    assert_int_equal(f.stored, 0);
+
+    f.down = false; /* the mq comes back: the retry timer finds out by itself */
+    uint64_t deadline = kp_test_now_ms() + 15000;
+    while (kp_pipeline_get_stats(pl).waiting > 0 && kp_test_now_ms() < deadline)
+        run_for_ms(&loop, 50);
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 20000, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, 0);
+    assert_int_equal(f.stored, n);
+    assert_int_equal(f.out_of_order, 0);
+    ps = kp_pipeline_get_stats(pl);
+    assert_int_equal(ps.spooled, 0);
+    assert_int_equal(ps.waiting, 0);
+    assert_int_equal(ps.published, n);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 0); /* emptied once everything was published */
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Shutdown while the mq is down spools everything; the next start replays it first, in order,
+ * before newer events. */
+static void test_drain_spools_and_next_start_replays(void **state)
+{
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fake_mq f;
+    open_fake(&f);
+    f.down = true;
+    kp_pipeline_options opts = {.spool_dir = dir};
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+    for (uint64_t i = 0; i < 3000; i++) {
+        kp_event ev = make_event(i, "bob", 1764016200000);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+    }
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 5000, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, 0);
+    kp_pipeline_stats ps = kp_pipeline_get_stats(pl);
+    assert_int_equal(ps.spooled, 3000);
+    assert_int_equal(ps.published, 0);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* "next start": a fresh pipeline on the same directory, the mq up */
+    f.down = false;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+    assert_int_equal(kp_pipeline_get_stats(pl).spooled, 3000);
+    for (uint64_t i = 3000; i < 3500; i++) {
+        kp_event ev = make_event(i, "bob", 1764016200000);
+        assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+    }
+    dr.called = 0;
+    kp_pipeline_drain(pl, 10000, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, 0);
+    assert_int_equal(f.stored, 3500);
+    assert_int_equal(f.out_of_order, 0);
+    assert_int_equal(kp_pipeline_get_stats(pl).waiting, 0);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A torn last line (a crash mid-append) and a stale offset cost nothing but themselves. */
+static void test_spool_survives_torn_line_and_stale_offset(void **state)
+{
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    kp_event ev = make_event(7, "carol", 1764016200000);
+    char json[KP_EVENT_JSON_MAX];
+    int len = kp_event_to_json(&ev, json, sizeof(json));
+    assert_true(len > 0);
+    FILE *fp = fopen(path, "w");
+    fprintf(fp, "%s\n%s\n{\"event_id\":\"torn", json, json);
+    fclose(fp);
+    snprintf(path, sizeof(path), "%s/spool.offset", dir);
+    fp = fopen(path, "w");
+    fprintf(fp, "999999\n"); /* past the end: stale */
+    fclose(fp);
+
+    fake_mq f;
+    open_fake(&f);
+    f.next_expected_seq = 7;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline_options opts = {.spool_dir = dir};
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+    assert_int_equal(kp_pipeline_get_stats(pl).spooled, 2);
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 5000, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, 0);
+    assert_int_equal(f.stored, 2);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_backends_count_exactly),
         cmocka_unit_test(test_failed_publish_is_retried_in_order),
         cmocka_unit_test(test_drain_times_out_when_backend_stays_down),
+        cmocka_unit_test(test_spool_past_memory_bound),
+        cmocka_unit_test(test_drain_spools_and_next_start_replays),
+        cmocka_unit_test(test_spool_survives_torn_line_and_stale_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

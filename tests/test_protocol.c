@@ -30,7 +30,7 @@ static int setup(void **state)
     uv_loop_init(&f->loop);
     f->mq = (kp_mq){.version = KP_MQ_VERSION, .name = "null", .publish = null_publish,
                     .free = null_free};
-    assert_int_equal(kp_pipeline_open(&f->loop, &f->mq, &f->pl), 0);
+    assert_int_equal(kp_pipeline_open(&f->loop, &f->mq, NULL, &f->pl), 0);
     /* interval 1000 ms, expire 2000 ms, rate limit 1000 ms, 3 errors close */
     assert_int_equal(kp_job_book_init(&f->jobs, 1000, 2000, NULL), 0);
     assert_int_equal(kp_protocol_init(&f->proto, &f->jobs, f->pl, 1000, 3), 0);

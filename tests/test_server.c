@@ -87,9 +87,10 @@ static int server_stop(kp_proc *p, int sig)
     return status;
 }
 
-/* The numbers of the "stopped accepted=A published=P counted=C unpublished=U queued=Q" line. */
+/* The numbers of the "stopped accepted=A published=P counted=C unpublished=U spooled=S
+ * queued=Q" line. */
 typedef struct stop_counts {
-    unsigned long long accepted, published, counted, unpublished;
+    unsigned long long accepted, published, counted, unpublished, spooled;
     long long queued;
 } stop_counts;
 
@@ -99,9 +100,11 @@ static stop_counts stopped_line(const kp_proc *p)
     const char *line = strstr(p->log, "stopped accepted=");
     if (!line)
         fail_msg("no \"stopped\" line in the log:\n%s", p->log);
-    int n = sscanf(line, "stopped accepted=%llu published=%llu counted=%llu unpublished=%llu queued=%lld",
-                   &c.accepted, &c.published, &c.counted, &c.unpublished, &c.queued);
-    if (n != 5)
+    int n = sscanf(line,
+                   "stopped accepted=%llu published=%llu counted=%llu unpublished=%llu spooled=%llu "
+                   "queued=%lld",
+                   &c.accepted, &c.published, &c.counted, &c.unpublished, &c.spooled, &c.queued);
+    if (n != 6)
         fail_msg("cannot parse the stopped line: %.200s", line);
     const char *eol = strchr(line, '\n');
     size_t len = eol ? (size_t)(eol - line) : strlen(line);
