@@ -159,7 +159,7 @@ static void on_connection(uv_stream_t *listener, int status)
         KP_WARN(MODULE_TCP, "accept failed", "error=\"%s\"", uv_strerror(status));
         return;
     }
-    kp_session_accept(s);
+    kp_session_accept(s, listener, listener == (uv_stream_t *)&s->ws_listener);
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *out)
@@ -198,31 +198,32 @@ static void format_addr(const struct sockaddr_storage *sa, char *buf, size_t cap
     }
 }
 
-static int start_listener(kp_server *s)
+/* Binds and listens on `addr`; logs "started listen=..." under `module` and returns the port. */
+static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, const char *addr,
+                          const char *module, int *port_out)
 {
     char host[256];
     int port = 0;
     struct sockaddr_storage sa;
-    if (kp_split_host_port(s->cfg->addr, host, sizeof(host), &port) != 0 ||
-        resolve(host, port, &sa) != 0) {
-        KP_ERROR(MODULE_TCP, "cannot resolve -addr", "addr=\"%s\"", s->cfg->addr);
+    if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || resolve(host, port, &sa) != 0) {
+        KP_ERROR(module, "cannot resolve address", "flag=%s addr=\"%s\"", flag, addr);
         return KP_EINVAL;
     }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listener.data = s;
-    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
+    uv_tcp_init(s->loop, listener);
+    listener->data = s;
+    int rc = uv_tcp_bind(listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+        rc = uv_listen((uv_stream_t *)listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
-        KP_ERROR(MODULE_TCP, "cannot listen", "addr=\"%s\" error=\"%s\"", s->cfg->addr,
+        KP_ERROR(module, "cannot listen", "flag=%s addr=\"%s\" error=\"%s\"", flag, addr,
                  uv_strerror(rc));
         return KP_EIO;
     }
     int len = sizeof(sa);
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &len);
+    uv_tcp_getsockname(listener, (struct sockaddr *)&sa, &len);
     char shown[300];
-    format_addr(&sa, shown, sizeof(shown), &s->port);
-    KP_INFO(MODULE_TCP, "started", "listen=\"%s\" max_conns=%zu", shown, s->max_connections);
+    format_addr(&sa, shown, sizeof(shown), port_out);
+    KP_INFO(module, "started", "listen=\"%s\" max_conns=%zu", shown, s->max_connections);
     return 0;
 }
 
@@ -285,6 +286,8 @@ void kp_server_shutdown(kp_server *s)
     KP_INFO(MODULE_APP, "shutting down", "sessions=%zu connections=%zu waiting=%zu",
             s->authorized.count, s->connections, kp_pipeline_get_stats(s->pipeline).waiting);
     uv_close((uv_handle_t *)&s->listener, NULL);
+    if (s->ws_listener.loop)
+        uv_close((uv_handle_t *)&s->ws_listener, NULL);
     if (s->admin) {
         kp_admin_close(s->admin);
         s->admin = NULL;
@@ -302,11 +305,6 @@ void kp_server_shutdown(kp_server *s)
 static int open_parts(kp_server *s)
 {
     const kp_config *cfg = s->cfg;
-    /* Refuse rather than silently ignore a listener this build cannot serve. */
-    if (cfg->ws_addr[0]) {
-        KP_ERROR(MODULE_APP, "not supported by this build", "flag=-ws_addr");
-        return KP_EINVAL;
-    }
     int rc = kp_mq_open(cfg, &s->mq);
     if (rc != 0) {
         KP_ERROR(MODULE_APP, "cannot open mq backend", "mq=%s error=\"%s\"", cfg->mq,
@@ -371,12 +369,16 @@ int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
     s->max_connections = connection_bound(cfg);
     int rc = open_parts(s);
     if (rc == 0)
-        rc = start_listener(s);
+        rc = start_listener(s, &s->listener, "-addr", cfg->addr, MODULE_TCP, &s->port);
+    if (rc == 0 && cfg->ws_addr[0])
+        rc = start_listener(s, &s->ws_listener, "-ws_addr", cfg->ws_addr, "ws.server", &s->ws_port);
     if (rc == 0 && cfg->http_addr[0])
         rc = kp_admin_open(s, cfg->http_addr, &s->admin);
     if (rc != 0) {
         if (s->listener.loop)
             uv_close((uv_handle_t *)&s->listener, NULL);
+        if (s->ws_listener.loop)
+            uv_close((uv_handle_t *)&s->ws_listener, NULL);
         kp_admin_close(s->admin);
         s->admin = NULL;
         kp_pipeline_close(s->pipeline);

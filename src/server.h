@@ -53,12 +53,14 @@ typedef struct kp_server {
     uv_loop_t *loop;
     const kp_config *cfg; /* borrowed; outlives the server */
 
-    uv_tcp_t listener;
+    uv_tcp_t listener;    /* -addr: newline-delimited JSON */
+    uv_tcp_t ws_listener; /* -ws_addr: WebSocket; ws_listener.loop is NULL when off */
     uv_timer_t job_timer;
     uv_timer_t auth_timer;
     uv_idle_t broadcast_idle;
     uv_signal_t sigint, sigterm;
-    int port; /* bound TCP port */
+    int port;    /* bound TCP port */
+    int ws_port; /* bound WebSocket port, 0 when off */
 
     kp_job_book jobs;
     kp_protocol protocol;
@@ -86,6 +88,7 @@ typedef struct kp_server {
     bool read_buf_busy;
     char *out_buf;
     size_t out_len;
+    kp_session *out_owner; /* the session whose read is being answered into out_buf */
 
     bool shutting_down;
     int exit_status;

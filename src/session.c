@@ -24,6 +24,7 @@ static void on_close(uv_handle_t *h)
     kp_session *sess = (kp_session *)h;
     kp_server *s = sess->server;
     s->connections--;
+    kp_ws_free(sess->ws);
     kp_peer_free(&sess->peer);
     free(sess->partial);
     free(sess);
@@ -43,6 +44,8 @@ void kp_session_close(kp_session *sess, const char *why)
     uv_close((uv_handle_t *)&sess->tcp, on_close);
 }
 
+static void flush_out(kp_session *sess);
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     kp_session *sess = req->data;
@@ -58,6 +61,10 @@ static void close_after_writes(kp_session *sess)
         return;
     sess->draining = true;
     uv_read_stop((uv_stream_t *)&sess->tcp);
+    if (sess->ws && kp_ws_is_open(sess->ws)) {
+        kp_ws_close(sess->ws, 1000, "");
+        flush_out(sess);
+    }
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req) {
         kp_session_close(sess, "closed after response");
@@ -81,10 +88,11 @@ static void on_write(uv_write_t *req, int status)
         kp_session_close(sess, uv_strerror(status));
 }
 
-/* Writes now what the socket takes and queues the rest. `line` (optional) backs `data`. */
-static void session_write(kp_session *sess, const char *data, size_t len, kp_shared_line *line)
+/* Writes now what the socket takes and queues the rest. `line` (optional) backs `data`. A
+ * draining session still writes: what it answered before closing must arrive. */
+static void write_bytes(kp_session *sess, const char *data, size_t len, kp_shared_line *line)
 {
-    if (sess->closing || sess->draining || len == 0)
+    if (sess->closing || len == 0)
         return;
     uv_stream_t *stream = (uv_stream_t *)&sess->tcp;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
@@ -129,7 +137,12 @@ void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
     if (sess->last_job_id >= job_id)
         return;
     sess->last_job_id = job_id;
-    session_write(sess, line->data, line->len, line);
+    if (sess->draining)
+        return;
+    if (sess->ws) /* a text frame without the line's "\n"; wslay frames (and copies) it */
+        kp_ws_send_text(sess->ws, line->data, line->len - 1);
+    else
+        write_bytes(sess, line->data, line->len, line);
 }
 
 /* Responses to one read collect in the server's out_buf and leave in one write. */
@@ -139,7 +152,7 @@ static void flush_out(kp_session *sess)
     if (s->out_len) {
         size_t n = s->out_len;
         s->out_len = 0;
-        session_write(sess, s->out_buf, n, NULL);
+        write_bytes(sess, s->out_buf, n, NULL);
     }
 }
 
@@ -150,6 +163,18 @@ static void append_out(kp_session *sess, const char *data, size_t len)
         flush_out(sess);
     memcpy(s->out_buf + s->out_len, data, len);
     s->out_len += len;
+}
+
+/* One protocol message out (a "\n"-terminated line): a line on TCP, a text frame on WebSocket.
+ * Both end up in out_buf while a read is being answered. */
+static void emit(kp_session *sess, const char *line, size_t len)
+{
+    if (len == 0)
+        return;
+    if (sess->ws)
+        kp_ws_send_text(sess->ws, line, len - 1);
+    else
+        append_out(sess, line, len);
 }
 
 static void on_authorized(kp_session *sess)
@@ -163,7 +188,7 @@ static void on_authorized(kp_session *sess)
     /* The current job follows the response at once (SPEC §2 Sessions). */
     if (s->job_line) {
         sess->last_job_id = s->job_line_id;
-        append_out(sess, s->job_line->data, s->job_line->len);
+        emit(sess, s->job_line->data, s->job_line->len);
     }
 }
 
@@ -178,23 +203,14 @@ static void close_too_long(kp_session *sess)
     close_after_writes(sess);
 }
 
-/* Handles one complete line (terminator removed). Returns false when the session must stop
- * reading (it is closing). */
-static bool handle_line(kp_session *sess, const char *line, size_t len)
+/* Handles one message, whatever its framing. Returns false when the session must stop reading
+ * (it is closing). */
+static bool handle_message(kp_session *sess, const char *msg, size_t len)
 {
     kp_server *s = sess->server;
-    if (len && line[len - 1] == '\r')
-        len--;
-    if (len > s->cfg->max_msg) {
-        close_too_long(sess);
-        return false;
-    }
-    if (len == 0)
-        return true; /* blank lines are keep-alive noise, not messages */
-
     kp_reply reply;
-    kp_protocol_handle(&s->protocol, &sess->peer, line, len, uv_now(s->loop), &reply);
-    append_out(sess, reply.line, reply.len);
+    kp_protocol_handle(&s->protocol, &sess->peer, msg, len, uv_now(s->loop), &reply);
+    emit(sess, reply.line, reply.len);
     if (reply.actions & KP_REPLY_SEND_JOB)
         on_authorized(sess);
     if (reply.actions & KP_REPLY_CLOSE) {
@@ -205,6 +221,20 @@ static bool handle_line(kp_session *sess, const char *line, size_t len)
         return false;
     }
     return true;
+}
+
+/* Handles one complete TCP line (terminator removed). */
+static bool handle_line(kp_session *sess, const char *line, size_t len)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (len > sess->server->cfg->max_msg) {
+        close_too_long(sess);
+        return false;
+    }
+    if (len == 0)
+        return true; /* blank lines are keep-alive noise, not messages */
+    return handle_message(sess, line, len);
 }
 
 static bool keep_partial(kp_session *sess, const char *data, size_t len)
@@ -268,6 +298,49 @@ static void process(kp_session *sess, const char *p, const char *end)
     }
 }
 
+/* ---- WebSocket: ws.c frames, these callbacks connect it to the session ---- */
+
+static int ws_send(void *user, const char *data, size_t len)
+{
+    kp_session *sess = user;
+    /* While this session's read is being answered, frames join the batched write. */
+    if (sess->server->out_owner == sess)
+        append_out(sess, data, len);
+    else
+        write_bytes(sess, data, len, NULL);
+    return sess->closing ? -1 : 0;
+}
+
+static void ws_on_text(void *user, const char *msg, size_t len)
+{
+    kp_session *sess = user;
+    if (sess->closing || sess->draining)
+        return;
+    if (len > sess->server->cfg->max_msg) { /* ws.c enforces it too; keep one rule here */
+        close_too_long(sess);
+        return;
+    }
+    if (len)
+        handle_message(sess, msg, len);
+}
+
+static void ws_on_close(void *user, uint16_t code, const char *why)
+{
+    kp_session *sess = user;
+    if (code == 1009)
+        sess->server->counters.closed_too_long++;
+    if (kp_log_enabled(KP_LOG_DEBUG))
+        KP_DEBUG("ws.server", "websocket closed", "code=%u reason=\"%s\"", code, why ? why : "");
+    flush_out(sess);
+    close_after_writes(sess);
+}
+
+static const kp_ws_callbacks ws_callbacks = {
+    .send = ws_send,
+    .on_text = ws_on_text,
+    .on_close = ws_on_close,
+};
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     kp_server *s = ((kp_session *)h)->server;
@@ -293,11 +366,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || sess->closing || sess->draining)
         return;
     s->out_len = 0;
-    process(sess, buf->base, buf->base + nread);
+    s->out_owner = sess;
+    if (sess->ws)
+        kp_ws_feed(sess->ws, buf->base, (size_t)nread); /* errors arrive via ws_on_close */
+    else
+        process(sess, buf->base, buf->base + nread);
+    s->out_owner = NULL;
     flush_out(sess);
 }
 
-void kp_session_accept(kp_server *s)
+void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
 {
     kp_session *sess = calloc(1, sizeof(*sess));
     if (!sess) {
@@ -307,7 +385,7 @@ void kp_session_accept(kp_server *s)
     sess->server = s;
     uv_tcp_init(s->loop, &sess->tcp);
     s->connections++;
-    int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&sess->tcp);
+    int rc = uv_accept(listener, (uv_stream_t *)&sess->tcp);
     if (rc != 0) {
         sess->closing = true;
         uv_close((uv_handle_t *)&sess->tcp, on_close);
@@ -324,6 +402,11 @@ void kp_session_accept(kp_server *s)
     }
     s->counters.connections_accepted++;
     uv_tcp_nodelay(&sess->tcp, 1);
+    if (websocket && kp_ws_server_new(&ws_callbacks, sess, s->cfg->max_msg, &sess->ws) != 0) {
+        sess->closing = true;
+        uv_close((uv_handle_t *)&sess->tcp, on_close);
+        return;
+    }
     sess->accepted_ms = uv_now(s->loop);
     kp_session_list_append(&s->unauthorized, sess);
     rc = uv_read_start((uv_stream_t *)&sess->tcp, on_alloc, on_read);

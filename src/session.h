@@ -1,5 +1,6 @@
-/* A TCP session: one connection, its framing and its writes. The protocol decides; the session
- * only splits lines, answers and closes.
+/* A session: one connection, its framing and its writes. The protocol decides; the session
+ * only frames (newline-delimited lines on TCP, text frames on WebSocket via ws.c), answers and
+ * closes. Both transports share every other line of code.
  *
  * Memory: an idle session holds only this struct (no buffers). A partial line is copied into
  * `partial` and freed as soon as it completes; it never grows past -max_msg. Queued writes own
@@ -16,11 +17,13 @@
 
 #include "server.h"
 #include "submit.h"
+#include "ws.h"
 
 struct kp_session {
     uv_tcp_t tcp; /* first: the handle's address is the session's */
     kp_server *server;
     kp_peer peer;
+    kp_ws *ws;             /* NULL on the TCP listener */
     kp_session *prev, *next;
     kp_session_list *list; /* the server list the session is in, NULL once closing */
     uint64_t accepted_ms;  /* loop time at accept: the -auth_timeout clock */
@@ -31,8 +34,9 @@ struct kp_session {
     bool closing;          /* uv_close called; freed in its callback */
 };
 
-/* Accepts a pending connection from the listener into a new session. */
-void kp_session_accept(kp_server *s);
+/* Accepts a pending connection from `listener` into a new session; `websocket` selects the
+ * framing. */
+void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket);
 
 /* Queues the shared job line to the session (zero-copy when the socket is backed up). */
 void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id);
