@@ -1,5 +1,6 @@
 #include "consumer.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -25,6 +26,9 @@ struct kp_consumer {
     atomic_uint_fast64_t counted;
     atomic_uint_fast64_t errors;
     atomic_int failing; /* 0 ok, 1 consume (mq) failing, 2 stats failing */
+    /* Fault injection for the exactly-once test: die by SIGKILL after this many committed
+     * batches, before their ack (KUP_FAULT_DIE_AFTER_COMMIT; 0 = never). */
+    unsigned long die_after_commit;
 };
 
 static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
@@ -102,6 +106,11 @@ static void run(void *arg)
         }
         if (!record_batch(c, n))
             break; /* unacknowledged: the queue redelivers it to the next consumer */
+        if (c->die_after_commit && --c->die_after_commit == 0) {
+            KP_WARN(MODULE, "fault injection: dying between commit and ack", "events=%zu", n);
+            kp_log_close();
+            raise(SIGKILL);
+        }
         rc = kp_mq_ack(c->mq);
         if (rc != 0) {
             /* Counted but not acknowledged: the redelivery is deduplicated by event_id. */
@@ -123,6 +132,8 @@ int kp_consumer_start(kp_mq *mq, kp_stats *stats, kp_consumer **out)
     }
     c->mq = mq;
     c->stats = stats;
+    const char *fault = getenv("KUP_FAULT_DIE_AFTER_COMMIT");
+    c->die_after_commit = fault ? strtoul(fault, NULL, 10) : 0;
     atomic_init(&c->stopping, false);
     atomic_init(&c->drain_deadline_ms, 0);
     atomic_init(&c->counted, 0);
