@@ -15,8 +15,10 @@
 typedef struct kp_ws kp_ws;
 
 typedef struct kp_ws_callbacks {
-    /* Bytes to put on the wire, in order (handshake and frames). Return 0, or a negative value
-     * if the transport is gone (the connection then fails). */
+    /* Bytes to put on the wire, in order (handshake and frames), handed over before the
+     * kp_ws_* call that produced them returns; one frame may take several calls (header,
+     * payload), so append to an output buffer rather than write each. Return 0, or a negative
+     * value if the transport is gone (the connection then fails). */
     int (*send)(void *user, const char *data, size_t len);
     /* One complete text message, reassembled from its fragments. `msg` is borrowed for the
      * call. Called only after the handshake. */
@@ -26,17 +28,21 @@ typedef struct kp_ws_callbacks {
     /* The connection is over: after a close handshake, a protocol error (a close frame with the
      * code was queued first when possible), a bad handshake (an HTTP error response was sent),
      * a message over max_msg (1009), or a binary frame (1003). The owner closes the transport
-     * once pending bytes are written; no callback follows. */
+     * once pending bytes are written; no callback follows. Called only from within
+     * kp_ws_feed, exactly once for a connection that kp_ws_feed ended; never kp_ws_free from a
+     * callback. */
     void (*on_close)(void *user, uint16_t code, const char *why);
 } kp_ws_callbacks;
 
 /* A server-side connection awaiting the client's HTTP upgrade request. Requests other than a
- * valid GET upgrade (path any, Sec-WebSocket-Version 13) get 400 and on_close. max_msg bounds the
- * request head (handshake) and each message. Returns 0 or KP_ENOMEM. */
+ * valid GET upgrade (path any, Sec-WebSocket-Version 13) get 400 and on_close; a request head
+ * over max(max_msg, 8192) bytes gets 431. max_msg bounds each message. Returns 0 or KP_ENOMEM. */
 int kp_ws_server_new(const kp_ws_callbacks *cb, void *user, size_t max_msg, kp_ws **out);
 
 /* A client-side connection; sends the upgrade request for ws://host/path through cb->send
- * at once. Returns 0, KP_ENOMEM or KP_EIO (CSPRNG for the key). */
+ * at once. `host` is the Host header ("example.org:8000"), `path` starts with '/' (NULL or ""
+ * mean "/"). Returns 0, KP_EINVAL (spaces or control characters in host or path), KP_ENOMEM or
+ * KP_EIO (CSPRNG for the key, or cb->send failed). */
 int kp_ws_client_new(const kp_ws_callbacks *cb, void *user, const char *host, const char *path,
                      size_t max_msg, kp_ws **out);
 
@@ -45,10 +51,14 @@ int kp_ws_client_new(const kp_ws_callbacks *cb, void *user, const char *host, co
 int kp_ws_feed(kp_ws *ws, const char *data, size_t len);
 
 /* Sends one text message (masked on the client side, as RFC 6455 requires). Returns 0,
- * KP_ECLOSED (not open / closing) or KP_ENOMEM. */
+ * KP_ECLOSED (not open / closing), KP_ENOMEM, or KP_EIO when cb->send failed (the connection is
+ * over; on_close follows only if this was called from a callback inside kp_ws_feed). */
 int kp_ws_send_text(kp_ws *ws, const char *msg, size_t len);
 
-/* Starts the close handshake with `code` (e.g. 1000 or 1001 at shutdown). */
+/* Starts the close handshake with `code` (e.g. 1000 or 1001 at shutdown); `reason` may be NULL
+ * and is cut to 123 bytes. on_close follows from kp_ws_feed when the peer's close arrives; the
+ * owner bounds that wait. Before the handshake completed, nothing is sent, the connection is
+ * just over and no callback follows. No-op once closing or closed. */
 void kp_ws_close(kp_ws *ws, uint16_t code, const char *reason);
 
 bool kp_ws_is_open(const kp_ws *ws);

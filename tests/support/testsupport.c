@@ -67,6 +67,48 @@ int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms)
     }
 }
 
+/* The port after the last ':' of the quoted listen="..." value in line[0..len), or -1. */
+static int listen_port_of(const char *line, size_t len)
+{
+    const char *key = memmem(line, len, "listen=\"", 8);
+    if (!key)
+        return -1;
+    const char *start = key + 8;
+    const char *end = memchr(start, '"', len - (size_t)(start - line));
+    const char *colon = NULL;
+    for (const char *p = start; end && p < end; p++)
+        if (*p == ':')
+            colon = p;
+    if (!colon)
+        return -1;
+    int port = atoi(colon + 1);
+    return port > 0 ? port : -1;
+}
+
+int kp_proc_listen_port(kp_proc *proc, const char *module, int timeout_ms)
+{
+    char tag[128];
+    snprintf(tag, sizeof(tag), " module=%s", module);
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        for (const char *line = proc->log; *line;) {
+            const char *eol = strchr(line, '\n');
+            size_t len = eol ? (size_t)(eol - line) : strlen(line);
+            if (eol && memmem(line, len, " started ", 9) && memmem(line, len, tag, strlen(tag))) {
+                int port = listen_port_of(line, len);
+                if (port > 0)
+                    return port;
+            }
+            line += len + (eol ? 1 : 0);
+        }
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline || proc_read_some(proc, (int)(deadline - now)) < 0)
+            break;
+    }
+    fail_msg("no \"started\" line with listen= for module=%s; log:\n%s", module, proc->log);
+    return -1;
+}
+
 void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env)
 {
     memset(proc, 0, sizeof(*proc));

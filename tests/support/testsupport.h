@@ -27,6 +27,10 @@ typedef struct kp_proc {
  * environment (may be NULL). */
 void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env);
 
+/* Waits for the "started" line of `module` (e.g. "http.admin") and returns the port of its
+ * listen="host:port"; fails the test if none appears within timeout_ms. */
+int kp_proc_listen_port(kp_proc *proc, const char *module, int timeout_ms);
+
 /* Reads stderr until `needle` appears in the log (or timeout_ms passes). Returns 1 if found. */
 int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms);
 
