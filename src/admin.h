@@ -8,6 +8,11 @@
 
 typedef struct kp_admin kp_admin;
 
+/* Bounds of the endpoint (docs/observability.md). */
+#define KP_ADMIN_MAX_CONNS 32              /* more are closed at accept; within FD_RESERVE */
+#define KP_ADMIN_MAX_HEAD (8u * 1024u)     /* request line + headers; more is answered 431 */
+#define KP_ADMIN_REQUEST_TIMEOUT_MS 10000u /* from accept to the end of the exchange */
+
 /* Binds `addr` ("host:port") on the server's loop and starts serving. Returns 0, KP_EINVAL (bad
  * address) or KP_EIO (cannot listen); one log line says why. */
 int kp_admin_open(kp_server *s, const char *addr, kp_admin **out);
