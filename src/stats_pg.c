@@ -1,4 +1,601 @@
-/* placeholder: stats_pg backend, being written */
+/* The PostgreSQL stats store (`-store pg -pg_dsn ...`, SPEC §3 and §6).
+ *
+ * Tables, created on every fresh connection when missing:
+ *   submissions(username VARCHAR(255), timestamp TIMESTAMP, submission_count INT,
+ *               PRIMARY KEY(username, timestamp))      -- the Go original's table, UTC minutes
+ *   kupool_processed_events(event_id TEXT PRIMARY KEY, processed_at TIMESTAMPTZ)
+ *                                                        -- event_ids already counted
+ *
+ * Exactly once: `record` is ONE prepared statement, so one round trip and one transaction. It
+ * inserts the batch's event_ids into kupool_processed_events with ON CONFLICT DO NOTHING, and
+ * only the ids that insert returns (new ones) are aggregated per (username, minute) and added to
+ * `submissions` with ON CONFLICT DO UPDATE. Either both tables change or neither, so a batch that
+ * is redelivered after a crash, or retried after a lost commit reply, adds nothing the second
+ * time. Processed ids older than PRUNE_AGE are deleted, in chunks, at most every PRUNE_EVERY_MS:
+ * a redelivery later than PRUNE_AGE would be counted again.
+ *
+ * The arrays travel as text-format array literals with every element quoted, so no username
+ * (any UTF-8 without control characters: spaces, quotes, braces, commas, "NULL") can change the
+ * array's shape; the text format also needs no element OIDs or byte-order code, and the
+ * connection's client_encoding is forced to UTF8 so the server reads the bytes as the server
+ * validated them.
+ *
+ * Connections: none at open (a database that is down must not stop the daemon); each slot
+ * connects on first use and again after any failure, so a connection is either NULL or idle,
+ * with the schema checked and its statements prepared. `record` runs on the consumer thread
+ * with its own connection; `query` may run on any thread, so it has a second connection behind
+ * a mutex: a slow batch never holds up a query, and queries from several threads take turns.
+ * A statement that fails because a connection that was already open turns out to be dead (the
+ * server restarted) is retried once on a new connection; the event_id dedupe makes that safe
+ * even when the first attempt committed but its reply was lost. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "backends.h"
 #include "kupool/error.h"
-int kp_stats_pg_open(const kp_config *cfg, kp_stats **out) { return KP_EINVAL; }
+#include "log.h"
+
+#define MODULE "stats.pg"
+
+#define PRUNE_AGE "24 hours"              /* how long an event_id is remembered */
+#define PRUNE_EVERY_MS (5u * 60u * 1000u) /* how often old ids are pruned */
+#define PRUNE_CHUNK 100000                /* ids deleted per prune statement */
+#define WARN_EVERY_MS 10000u              /* one failure warning per slot per 10 s */
+#define SCHEMA_LOCK_KEY "4242001"         /* pg_advisory_xact_lock key for CREATE TABLE */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* ---- SQL ---------------------------------------------------------------------------------- */
+
+static const char SQL_SCHEMA_PRESENT[] =
+    "SELECT to_regclass('submissions') IS NOT NULL"
+    " AND to_regclass('kupool_processed_events') IS NOT NULL"
+    " AND to_regclass('kupool_processed_events_processed_at_idx') IS NOT NULL";
+
+/* Checked first so a role without CREATE privilege works once the tables exist; the advisory
+ * lock keeps two connections (or daemons) creating at once from colliding in the catalog. */
+static const char SQL_SCHEMA_CREATE[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
+    "CREATE TABLE IF NOT EXISTS submissions ("
+    " username VARCHAR(255), timestamp TIMESTAMP, submission_count INT,"
+    " PRIMARY KEY (username, timestamp));"
+    "CREATE TABLE IF NOT EXISTS kupool_processed_events ("
+    " event_id TEXT PRIMARY KEY, processed_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    "CREATE INDEX IF NOT EXISTS kupool_processed_events_processed_at_idx"
+    " ON kupool_processed_events (processed_at);"
+    "COMMIT";
+
+/* $1 event_ids, $2 usernames, $3 minutes as Unix seconds: parallel arrays, one entry per event.
+ * DISTINCT ON makes an id repeated inside the batch count once; the ORDER BYs make concurrent
+ * writers take row locks in the same order. `timestamp` holds the UTC wall-clock minute whatever
+ * the session's TimeZone. */
+static const char SQL_RECORD[] =
+    "WITH batch AS ("
+    " SELECT DISTINCT ON (event_id) event_id, username, minute"
+    " FROM unnest($1::text[], $2::text[], $3::int8[]) AS b(event_id, username, minute)),"
+    " fresh AS ("
+    " INSERT INTO kupool_processed_events (event_id)"
+    " SELECT event_id FROM batch ORDER BY event_id"
+    " ON CONFLICT (event_id) DO NOTHING"
+    " RETURNING event_id),"
+    " counts AS ("
+    " SELECT batch.username, batch.minute, count(*) AS n"
+    " FROM batch JOIN fresh USING (event_id)"
+    " GROUP BY batch.username, batch.minute)"
+    " INSERT INTO submissions (username, timestamp, submission_count)"
+    " SELECT username, to_timestamp(minute) AT TIME ZONE 'UTC', n FROM counts"
+    " ORDER BY username, minute"
+    " ON CONFLICT (username, timestamp) DO UPDATE"
+    " SET submission_count = submissions.submission_count + EXCLUDED.submission_count";
+
+static const char SQL_PRUNE[] =
+    "DELETE FROM kupool_processed_events WHERE event_id IN ("
+    " SELECT event_id FROM kupool_processed_events"
+    " WHERE processed_at < now() - interval '" PRUNE_AGE "'"
+    " ORDER BY processed_at LIMIT " STR(PRUNE_CHUNK) ")";
+
+static const char SQL_QUERY[] =
+    "SELECT EXTRACT(EPOCH FROM timestamp)::int8, submission_count::int8"
+    " FROM submissions WHERE username = $1 ORDER BY timestamp";
+
+/* ---- types -------------------------------------------------------------------------------- */
+
+typedef struct pg_stmt {
+    const char *name;
+    const char *sql;
+} pg_stmt;
+
+static const pg_stmt RECORD_STMTS[] = {{"kp_record", SQL_RECORD}, {"kp_prune", SQL_PRUNE}};
+static const pg_stmt QUERY_STMTS[] = {{"kp_query", SQL_QUERY}};
+
+/* One connection and the statements it prepares. */
+typedef struct pg_slot {
+    const char *role; /* "record" or "query", for logs */
+    const pg_stmt *stmts;
+    size_t nstmts;
+    PGconn *conn;         /* NULL, or connected, idle, schema checked, statements prepared */
+    bool failing;         /* the last attempt failed: say so when it works again */
+    uint64_t warn_after;  /* monotonic ms before which failures are only counted */
+    uint64_t suppressed;  /* failures not logged since the last warning */
+} pg_slot;
+
+/* A growing text buffer, kept between calls so steady-state batches allocate nothing. */
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+} text_buf;
+
+typedef struct stats_pg {
+    kp_stats parent; /* first: a kp_stats * is a stats_pg * */
+    PQconninfoOption *opts; /* the parsed -pg_dsn; owns the strings `values` points to */
+    const char **keywords;  /* NULL-terminated connection parameters for PQconnectdbParams */
+    const char **values;
+    char target[256]; /* host, port, dbname and user for logs: never the password */
+
+    pg_slot writer; /* record(): the consumer thread only */
+    text_buf ids, users, minutes;
+    uint64_t next_prune; /* monotonic ms */
+
+    pthread_mutex_t query_mu; /* guards `reader` */
+    pg_slot reader;           /* query(): any thread */
+} stats_pg;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* libpq's text made fit for one key="value" log field: whitespace runs (its messages span lines
+ * and end in "\n") become one space, and `"` and `\` are escaped. When `mask_quoted` is set,
+ * whatever libpq quoted is replaced by ***: a DSN parse error quotes the offending fragment,
+ * which may be the password. */
+static void log_text(const char *msg, bool mask_quoted, char *buf, size_t cap)
+{
+    size_t w = 0;
+    bool space = false, quoted = false;
+    for (const char *s = msg ? msg : ""; *s && w + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            space = w > 0;
+            continue;
+        }
+        if (space) {
+            buf[w++] = ' ';
+            space = false;
+        }
+        if (c == '"') {
+            quoted = !quoted;
+            buf[w++] = '\\';
+            buf[w++] = '"';
+            if (mask_quoted && quoted) {
+                memcpy(buf + w, "***", 3);
+                w += 3;
+            }
+            continue;
+        }
+        if (mask_quoted && quoted)
+            continue;
+        if (c == '\\')
+            buf[w++] = '\\';
+        buf[w++] = (char)c;
+    }
+    buf[w] = '\0';
+}
+
+static int tb_reserve(text_buf *b, size_t need)
+{
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return KP_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Appends `s` as a double-quoted array element: inside quotes only `"` and `\` are special. The
+ * caller reserved 2 * strlen(s) + 3 bytes. */
+static void tb_put_quoted(text_buf *b, const char *s)
+{
+    b->p[b->len++] = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            b->p[b->len++] = '\\';
+        b->p[b->len++] = *s;
+    }
+    b->p[b->len++] = '"';
+}
+
+/* Builds the three array literals of a batch. Bounds are fixed by kp_event's field sizes, so
+ * each buffer is reserved once. */
+static int build_arrays(stats_pg *sp, const kp_event *events, size_t n)
+{
+    if (tb_reserve(&sp->ids, n * (2 * KP_EVENT_ID_MAX + 4) + 3) != 0 ||
+        tb_reserve(&sp->users, n * (2 * KP_USERNAME_MAX + 4) + 3) != 0 ||
+        tb_reserve(&sp->minutes, n * 22 + 3) != 0)
+        return KP_ENOMEM;
+    sp->ids.len = sp->users.len = sp->minutes.len = 0;
+    sp->ids.p[sp->ids.len++] = '{';
+    sp->users.p[sp->users.len++] = '{';
+    sp->minutes.p[sp->minutes.len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            sp->ids.p[sp->ids.len++] = ',';
+            sp->users.p[sp->users.len++] = ',';
+            sp->minutes.p[sp->minutes.len++] = ',';
+        }
+        tb_put_quoted(&sp->ids, events[i].event_id);
+        tb_put_quoted(&sp->users, events[i].username);
+        sp->minutes.len += (size_t)snprintf(sp->minutes.p + sp->minutes.len, 22, "%" PRId64,
+                                            kp_event_minute(&events[i]));
+    }
+    memcpy(sp->ids.p + sp->ids.len, "}", 2);
+    memcpy(sp->users.p + sp->users.len, "}", 2);
+    memcpy(sp->minutes.p + sp->minutes.len, "}", 2);
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+/* A failure on `slot`: logged at most once per WARN_EVERY_MS, with how many were not. */
+static void slot_warn(stats_pg *sp, pg_slot *slot, const char *what, const char *pg_msg)
+{
+    slot->failing = true;
+    uint64_t now = mono_ms();
+    if (now < slot->warn_after) {
+        slot->suppressed++;
+        return;
+    }
+    char msg[512];
+    log_text(pg_msg, false, msg, sizeof msg);
+    KP_WARN(MODULE, what, "conn=%s target=\"%s\" error=\"%s\" suppressed=%" PRIu64, slot->role,
+            sp->target, msg, slot->suppressed);
+    slot->suppressed = 0;
+    slot->warn_after = now + WARN_EVERY_MS;
+}
+
+static void slot_close(pg_slot *slot)
+{
+    PQfinish(slot->conn);
+    slot->conn = NULL;
+}
+
+/* The error of a failed result, or of the connection when there is no result. */
+static const char *result_error(PGconn *conn, const PGresult *res)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    return msg && *msg ? msg : PQerrorMessage(conn);
+}
+
+/* Runs a statement that returns nothing or a boolean; true when it worked. */
+static bool exec_ok(stats_pg *sp, pg_slot *slot, const char *sql, bool *value, const char *what)
+{
+    PGresult *res = PQexec(slot->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (ok && value)
+        *value = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (!ok)
+        slot_warn(sp, slot, what, result_error(slot->conn, res));
+    PQclear(res);
+    return ok;
+}
+
+/* Creates the tables when missing and prepares the slot's statements on a new connection. */
+static bool setup(stats_pg *sp, pg_slot *slot)
+{
+    bool present = false;
+    if (!exec_ok(sp, slot, SQL_SCHEMA_PRESENT, &present, "cannot check tables"))
+        return false;
+    if (!present && !exec_ok(sp, slot, SQL_SCHEMA_CREATE, NULL, "cannot create tables"))
+        return false;
+    for (size_t i = 0; i < slot->nstmts; i++) {
+        PGresult *res = PQprepare(slot->conn, slot->stmts[i].name, slot->stmts[i].sql, 0, NULL);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok)
+            slot_warn(sp, slot, "cannot prepare statement", result_error(slot->conn, res));
+        PQclear(res);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Server notices ("relation already exists, skipping" when two connections create the tables at
+ * once) are routine: debug level, never libpq's default print to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    const pg_slot *slot = arg;
+    if (!kp_log_enabled(KP_LOG_DEBUG))
+        return;
+    char msg[512];
+    log_text(message, false, msg, sizeof msg);
+    KP_DEBUG(MODULE, "server notice", "conn=%s notice=\"%s\"", slot->role, msg);
+}
+
+/* Makes slot->conn usable. `*reused` says whether it was already open (and so may be stale).
+ * Returns 0, KP_EIO (logged) or KP_ENOMEM. */
+static int slot_ensure(stats_pg *sp, pg_slot *slot, bool *reused)
+{
+    *reused = slot->conn != NULL;
+    if (slot->conn)
+        return 0;
+    slot->conn = PQconnectdbParams(sp->keywords, sp->values, 0);
+    if (!slot->conn)
+        return KP_ENOMEM;
+    PQsetNoticeProcessor(slot->conn, on_notice, slot);
+    if (PQstatus(slot->conn) != CONNECTION_OK) {
+        slot_warn(sp, slot, "cannot connect to PostgreSQL", PQerrorMessage(slot->conn));
+        slot_close(slot);
+        return KP_EIO;
+    }
+    if (!setup(sp, slot)) {
+        slot_close(slot);
+        return KP_EIO;
+    }
+    KP_INFO(MODULE, slot->failing ? "reconnected to PostgreSQL" : "connected to PostgreSQL",
+            "conn=%s target=\"%s\" server_version=%d", slot->role, sp->target,
+            PQserverVersion(slot->conn));
+    slot->failing = false;
+    slot->suppressed = 0;
+    slot->warn_after = 0;
+    return 0;
+}
+
+/* Runs a prepared statement on `slot`, connecting first if needed. A connection that was open
+ * before the call and turns out dead (the server restarted, or killed our backend) is replaced
+ * and the statement run once more: callers only run statements that are safe to repeat. On
+ * success returns 0 with `*out` set (PQclear it); otherwise KP_EIO or KP_ENOMEM, connection
+ * dropped so the next call starts clean. */
+static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
+                     const char *const *params, PGresult **out)
+{
+    for (int attempt = 0;; attempt++) {
+        bool reused;
+        int rc = slot_ensure(sp, slot, &reused);
+        if (rc != 0)
+            return rc;
+        PGresult *res = PQexecPrepared(slot->conn, stmt, nparams, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            *out = res;
+            return 0;
+        }
+        bool lost = PQstatus(slot->conn) == CONNECTION_BAD;
+        if (lost && reused && attempt == 0) {
+            char msg[512];
+            log_text(result_error(slot->conn, res), false, msg, sizeof msg);
+            KP_INFO(MODULE, "connection lost; reconnecting", "conn=%s target=\"%s\" error=\"%s\"",
+                    slot->role, sp->target, msg);
+            PQclear(res);
+            slot_close(slot);
+            continue;
+        }
+        slot_warn(sp, slot, lost ? "connection lost" : "statement failed",
+                  result_error(slot->conn, res));
+        PQclear(res);
+        slot_close(slot);
+        return KP_EIO;
+    }
+}
+
+/* ---- the slots ---------------------------------------------------------------------------- */
+
+/* Forgets event_ids older than PRUNE_AGE, one chunk at a time; runs again at the next batch
+ * while chunks come back full. The batch it follows is already committed, so a failure here is
+ * only logged. */
+static void maybe_prune(stats_pg *sp)
+{
+    uint64_t now = mono_ms();
+    if (now < sp->next_prune)
+        return;
+    sp->next_prune = now + PRUNE_EVERY_MS;
+    PGresult *res = NULL;
+    if (slot_exec(sp, &sp->writer, "kp_prune", 0, NULL, &res) != 0)
+        return;
+    long deleted = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (deleted >= PRUNE_CHUNK)
+        sp->next_prune = now;
+    if (deleted > 0)
+        KP_DEBUG(MODULE, "pruned processed event ids", "deleted=%ld older_than=\"%s\"", deleted,
+                 PRUNE_AGE);
+}
+
+static int pg_record(kp_stats *st, const kp_event *events, size_t n)
+{
+    stats_pg *sp = (stats_pg *)st;
+    if (n == 0)
+        return 0;
+    int rc = build_arrays(sp, events, n);
+    if (rc != 0)
+        return rc;
+    const char *params[3] = {sp->ids.p, sp->users.p, sp->minutes.p};
+    PGresult *res = NULL;
+    rc = slot_exec(sp, &sp->writer, "kp_record", 3, params, &res);
+    if (rc != 0)
+        return rc;
+    PQclear(res);
+    maybe_prune(sp);
+    return 0;
+}
+
+static int read_rows(const PGresult *res, kp_minute_count **out, size_t *n)
+{
+    int rows = PQntuples(res);
+    if (rows <= 0)
+        return 0;
+    kp_minute_count *m = malloc((size_t)rows * sizeof(*m));
+    if (!m)
+        return KP_ENOMEM;
+    for (int i = 0; i < rows; i++) {
+        m[i].minute = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        m[i].count = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+    }
+    *out = m;
+    *n = (size_t)rows;
+    return 0;
+}
+
+static int pg_query(kp_stats *st, const char *username, kp_minute_count **out, size_t *n)
+{
+    stats_pg *sp = (stats_pg *)st;
+    *out = NULL;
+    *n = 0;
+    PGresult *res = NULL;
+    pthread_mutex_lock(&sp->query_mu);
+    int rc = slot_exec(sp, &sp->reader, "kp_query", 1, &username, &res);
+    pthread_mutex_unlock(&sp->query_mu);
+    if (rc != 0)
+        return rc;
+    rc = read_rows(res, out, n);
+    PQclear(res);
+    return rc;
+}
+
+static void pg_free(kp_stats *st)
+{
+    stats_pg *sp = (stats_pg *)st;
+    slot_close(&sp->writer);
+    slot_close(&sp->reader);
+    pthread_mutex_destroy(&sp->query_mu);
+    free(sp->ids.p);
+    free(sp->users.p);
+    free(sp->minutes.p);
+    free(sp->keywords);
+    free(sp->values);
+    PQconninfoFree(sp->opts);
+    free(sp);
+}
+
+/* ---- open --------------------------------------------------------------------------------- */
+
+static const char *opt_value(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && strcmp(o->keyword, keyword) == 0)
+            return o->val;
+    return NULL;
+}
+
+/* Settings added when the DSN leaves them out: a dead host must not hold the consumer for
+ * minutes (connect_timeout), a peer that vanished mid-statement is noticed in about a minute
+ * rather than hours (keepalives), and the server can tell our sessions apart. */
+static const struct {
+    const char *keyword, *value, *env;
+} DEFAULTS[] = {
+    {"connect_timeout", "5", "PGCONNECT_TIMEOUT"},
+    {"keepalives_idle", "30", NULL},
+    {"keepalives_interval", "10", NULL},
+    {"keepalives_count", "3", NULL},
+    {"fallback_application_name", "kupool", NULL},
+};
+
+/* Builds keywords/values from the parsed DSN plus DEFAULTS, with client_encoding forced to
+ * UTF8. The values point into sp->opts or at string literals. */
+static int build_params(stats_pg *sp)
+{
+    size_t n = 0;
+    for (const PQconninfoOption *o = sp->opts; o->keyword; o++)
+        n++;
+    n += sizeof(DEFAULTS) / sizeof(DEFAULTS[0]) + 2;
+    sp->keywords = calloc(n, sizeof(*sp->keywords));
+    sp->values = calloc(n, sizeof(*sp->values));
+    if (!sp->keywords || !sp->values)
+        return KP_ENOMEM;
+    size_t k = 0;
+    for (const PQconninfoOption *o = sp->opts; o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "client_encoding") == 0)
+            continue;
+        sp->keywords[k] = o->keyword;
+        sp->values[k++] = o->val;
+    }
+    for (size_t i = 0; i < sizeof(DEFAULTS) / sizeof(DEFAULTS[0]); i++) {
+        if (opt_value(sp->opts, DEFAULTS[i].keyword))
+            continue;
+        if (DEFAULTS[i].env && getenv(DEFAULTS[i].env))
+            continue;
+        sp->keywords[k] = DEFAULTS[i].keyword;
+        sp->values[k++] = DEFAULTS[i].value;
+    }
+    sp->keywords[k] = "client_encoding";
+    sp->values[k++] = "UTF8";
+    return 0;
+}
+
+/* "host=db port=5432 dbname=kupool user=kupool", from what the DSN names. */
+static void describe_target(stats_pg *sp)
+{
+    static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user"};
+    size_t w = 0;
+    sp->target[0] = '\0';
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+        const char *v = opt_value(sp->opts, shown[i]);
+        if (!v || w >= sizeof(sp->target))
+            continue;
+        int len = snprintf(sp->target + w, sizeof(sp->target) - w, "%s%s=%s", w ? " " : "",
+                           shown[i], v);
+        if (len > 0)
+            w += (size_t)len;
+    }
+    /* The value goes out as key="...": keep it free of quotes. */
+    for (char *c = sp->target; *c; c++)
+        if (*c == '"' || *c == '\\')
+            *c = '\'';
+    if (sp->target[0] == '\0')
+        snprintf(sp->target, sizeof(sp->target), "libpq defaults");
+}
+
+int kp_stats_pg_open(const kp_config *cfg, kp_stats **out)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->pg_dsn, &err);
+    if (!opts) {
+        char msg[512];
+        log_text(err ? err : "out of memory", true, msg, sizeof msg);
+        KP_ERROR(MODULE, "invalid -pg_dsn", "error=\"%s\"", msg);
+        PQfreemem(err);
+        return err ? KP_EINVAL : KP_ENOMEM;
+    }
+    stats_pg *sp = calloc(1, sizeof(*sp));
+    if (!sp) {
+        PQconninfoFree(opts);
+        return KP_ENOMEM;
+    }
+    sp->opts = opts;
+    pthread_mutex_init(&sp->query_mu, NULL);
+    sp->writer = (pg_slot){.role = "record", .stmts = RECORD_STMTS,
+                           .nstmts = sizeof(RECORD_STMTS) / sizeof(RECORD_STMTS[0])};
+    sp->reader = (pg_slot){.role = "query", .stmts = QUERY_STMTS,
+                           .nstmts = sizeof(QUERY_STMTS) / sizeof(QUERY_STMTS[0])};
+    sp->parent = (kp_stats){
+        .version = KP_STATS_VERSION,
+        .name = "pg",
+        .record = pg_record,
+        .query = pg_query,
+        .free = pg_free,
+    };
+    if (build_params(sp) != 0) {
+        pg_free(&sp->parent);
+        return KP_ENOMEM;
+    }
+    describe_target(sp);
+    *out = &sp->parent;
+    return 0;
+}

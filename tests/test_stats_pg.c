@@ -1,0 +1,592 @@
+/* The PostgreSQL stats store against a real server (tests/services/pg.sh, ctest fixture `pg`).
+ *
+ * The fixture passes KUP_TEST_PG_DSN and, for the restart test, KUP_TEST_PG_SCRIPT,
+ * KUP_TEST_PG_DIR and KUP_TEST_PG_PORT. Without them the tests fail: a suite that silently skips
+ * its database tests proves nothing. Each test starts from dropped tables and checks the store
+ * through its own libpq connection, never only through the store's own query(). */
+#include <inttypes.h>
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backends.h"
+#include "kupool/error.h"
+#include "testsupport.h"
+
+#define NUSERS 7
+#define NMINUTES 5
+#define NEVENTS 10000
+#define BATCH 1024 /* the consumer's batch size */
+
+/* 2025-11-24T20:31:00Z: a minute boundary. */
+#define BASE_MS INT64_C(1764016260000)
+
+/* Usernames that would break a carelessly built array literal or encoding. */
+static const char *const USERS[NUSERS] = {
+    "alice", "b\"o\"b", "c\\arol", "{dave,eve}", "NULL", "ユーザー名", " spaced out ",
+};
+
+static const char *env_or_fail(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail_msg("%s is not set: run this test through ctest (fixture pg)", name);
+    return v;
+}
+
+static PGconn *admin_connect(void)
+{
+    PGconn *c = PQconnectdb(env_or_fail("KUP_TEST_PG_DSN"));
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to the test server: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "SET application_name = 'kupool_test_admin'");
+    PQclear(r);
+    return c;
+}
+
+static void sql_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* The single value of a one-row, one-column query, as an integer. */
+static int64_t sql_int(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static void drop_tables(PGconn *c)
+{
+    sql_ok(c, "SET client_min_messages = warning");
+    sql_ok(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events");
+}
+
+static kp_stats *open_store(const char *dsn)
+{
+    kp_config cfg;
+    kp_config_defaults(&cfg);
+    snprintf(cfg.store, sizeof(cfg.store), "pg");
+    snprintf(cfg.pg_dsn, sizeof(cfg.pg_dsn), "%s", dsn);
+    kp_stats *st = NULL;
+    assert_int_equal(kp_stats_open(&cfg, &st), 0);
+    assert_non_null(st);
+    assert_string_equal(st->name, "pg");
+    return st;
+}
+
+static kp_event make_event(const char *prefix, int seq, const char *user, int64_t ts_ms)
+{
+    kp_event ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.event_id, sizeof(ev.event_id), "%s-%d", prefix, seq);
+    snprintf(ev.username, sizeof(ev.username), "%s", user);
+    ev.job_id = 1;
+    snprintf(ev.client_nonce, sizeof(ev.client_nonce), "%x", seq);
+    ev.ts_ms = ts_ms;
+    return ev;
+}
+
+/* Event i of a workload: user i % NUSERS, minute (i / NUSERS) % NMINUTES, a few seconds in. */
+static kp_event workload_event(const char *prefix, int i)
+{
+    int64_t ts = BASE_MS + (int64_t)((i / NUSERS) % NMINUTES) * 60000 + (i * 7919) % 60000;
+    return make_event(prefix, i, USERS[i % NUSERS], ts);
+}
+
+typedef struct expected {
+    int64_t count[NUSERS][NMINUTES];
+} expected;
+
+static void expect_add(expected *e, int first, int n)
+{
+    for (int i = first; i < first + n; i++)
+        e->count[i % NUSERS][(i / NUSERS) % NMINUTES]++;
+}
+
+/* Records events[0..n) in consumer-sized batches; returns the elapsed milliseconds. */
+static double record_all(kp_stats *st, const kp_event *events, int n)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i += BATCH) {
+        int k = n - i < BATCH ? n - i : BATCH;
+        assert_int_equal(kp_stats_record(st, events + i, (size_t)k), 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+static int user_index(const char *name)
+{
+    for (int u = 0; u < NUSERS; u++)
+        if (strcmp(USERS[u], name) == 0)
+            return u;
+    return -1;
+}
+
+/* The whole submissions table equals `e`: no row missing, none extra, every count right, and
+ * `timestamp` the UTC minute as wall-clock text. */
+static void expect_table(PGconn *c, const expected *e)
+{
+    PGresult *r = PQexec(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8,"
+                            " to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS'), submission_count"
+                            " FROM submissions");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int want_rows = 0;
+    for (int u = 0; u < NUSERS; u++)
+        for (int m = 0; m < NMINUTES; m++)
+            want_rows += e->count[u][m] > 0;
+    assert_int_equal(PQntuples(r), want_rows);
+    for (int i = 0; i < PQntuples(r); i++) {
+        int u = user_index(PQgetvalue(r, i, 0));
+        if (u < 0)
+            fail_msg("unexpected username \"%s\"", PQgetvalue(r, i, 0));
+        int64_t secs = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        int64_t m = (secs - BASE_MS / 1000) / 60;
+        assert_true(secs % 60 == 0 && m >= 0 && m < NMINUTES);
+        char want_text[32];
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(want_text, sizeof want_text, "%Y-%m-%d %H:%M:%S", &tm);
+        assert_string_equal(PQgetvalue(r, i, 2), want_text);
+        int64_t count = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+        if (count != e->count[u][m])
+            fail_msg("%s minute %" PRId64 ": count %" PRId64 ", want %" PRId64, USERS[u], m,
+                     count, e->count[u][m]);
+    }
+    PQclear(r);
+}
+
+/* query() gives every user's minutes ascending with the counts of `e`. */
+static void expect_query(kp_stats *st, const expected *e)
+{
+    for (int u = 0; u < NUSERS; u++) {
+        kp_minute_count *rows = NULL;
+        size_t n = 0;
+        assert_int_equal(kp_stats_query(st, USERS[u], &rows, &n), 0);
+        size_t k = 0;
+        for (int m = 0; m < NMINUTES; m++) {
+            if (e->count[u][m] == 0)
+                continue;
+            assert_true(k < n);
+            assert_int_equal(rows[k].minute, BASE_MS / 1000 + m * 60);
+            assert_int_equal(rows[k].count, e->count[u][m]);
+            k++;
+        }
+        assert_int_equal(k, n);
+        free(rows);
+    }
+}
+
+/* The test server's DSN with the store's sessions in an odd time zone, which must not move the
+ * minutes: `timestamp` holds UTC whatever the session's TimeZone. */
+static void dsn_in_chatham(char *buf, size_t cap)
+{
+    const char *dsn = env_or_fail("KUP_TEST_PG_DSN");
+    snprintf(buf, cap, "%s%coptions=-c%%20TimeZone%%3DPacific%%2FChatham", dsn,
+             strchr(dsn, '?') ? '&' : '?');
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+/* A DSN libpq cannot parse is KP_EINVAL at open, logged naming -pg_dsn without the password. */
+static void test_bad_dsn_is_einval(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "postgresql://kupool:s3cr%zzet@db/kupool", /* libpq quotes the bad token: the password */
+        "host=db password=s3cret port",            /* no '=' after port */
+        "host=db bogus_option=1 password=s3cret",
+        "postgresql://db/kupool?not_an_option=1&password=s3cret",
+    };
+    char path[] = "/tmp/kupool-test-pg-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kp_config cfg;
+        kp_config_defaults(&cfg);
+        snprintf(cfg.store, sizeof(cfg.store), "pg");
+        snprintf(cfg.pg_dsn, sizeof(cfg.pg_dsn), "%s", bad[i]);
+        kp_stats *st = NULL;
+        assert_int_equal(kp_stats_open(&cfg, &st), KP_EINVAL);
+        assert_null(st);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char log[8192] = {0};
+    ssize_t got = pread(fd, log, sizeof(log) - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(got > 0);
+    assert_non_null(strstr(log, "-pg_dsn"));
+    assert_null(strstr(log, "s3cr"));
+}
+
+/* Open never connects; with the server down, record and query fail with KP_EIO at once. */
+static void test_server_down_is_eio(void **state)
+{
+    (void)state;
+    kp_stats *st = open_store("postgresql://postgres@127.0.0.1:1/kupool_test"); /* closed port */
+    kp_event ev = make_event("down", 1, "alice", BASE_MS);
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(kp_stats_record(st, &ev, 1), KP_EIO);
+    assert_int_equal(kp_stats_record(st, &ev, 1), KP_EIO); /* and again: no stuck state */
+    kp_minute_count *rows = NULL;
+    size_t n = 1;
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), KP_EIO);
+    assert_null(rows);
+    assert_int_equal(n, 0);
+    uint64_t took = kp_test_now_ms() - t0;
+    printf("server down: record, record, query gave KP_EIO in %" PRIu64 " ms\n", took);
+    assert_true(took < 3000);
+    kp_stats_free(st);
+}
+
+/* A peer that takes the TCP connection but never answers (a hung server, a black hole behind a
+ * proxy) is given up after the connect_timeout the store adds to a DSN without one. */
+static void test_silent_server_times_out(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 8), 0); /* the kernel completes handshakes; nobody accepts */
+    socklen_t len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    char dsn[128];
+    snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%d dbname=kupool_test user=postgres",
+             ntohs(addr.sin_port));
+    kp_stats *st = open_store(dsn);
+    kp_event ev = make_event("silent", 1, "alice", BASE_MS);
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(kp_stats_record(st, &ev, 1), KP_EIO);
+    uint64_t took = kp_test_now_ms() - t0;
+    printf("silent server: record gave KP_EIO after %" PRIu64 " ms\n", took);
+    assert_true(took >= 4000 && took < 8000); /* connect_timeout=5 */
+    kp_stats_free(st);
+    close(fd);
+}
+
+/* The first record creates the Go original's table, exactly, and the bookkeeping table. */
+static void test_tables_created_on_first_record(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM pg_class WHERE relname = 'submissions'"),
+                     0); /* open alone created nothing */
+    kp_event ev = make_event("first", 1, "alice", BASE_MS + 5000);
+    assert_int_equal(kp_stats_record(st, &ev, 1), 0);
+
+    PGresult *r = PQexec(c, "SELECT column_name, data_type, character_maximum_length"
+                            " FROM information_schema.columns"
+                            " WHERE table_name = 'submissions' ORDER BY ordinal_position");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 3);
+    assert_string_equal(PQgetvalue(r, 0, 0), "username");
+    assert_string_equal(PQgetvalue(r, 0, 1), "character varying");
+    assert_string_equal(PQgetvalue(r, 0, 2), "255");
+    assert_string_equal(PQgetvalue(r, 1, 0), "timestamp");
+    assert_string_equal(PQgetvalue(r, 1, 1), "timestamp without time zone");
+    assert_string_equal(PQgetvalue(r, 2, 0), "submission_count");
+    assert_string_equal(PQgetvalue(r, 2, 1), "integer");
+    PQclear(r);
+    r = PQexec(c, "SELECT string_agg(a.attname, ',' ORDER BY k.i)"
+                  " FROM pg_index x CROSS JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, i)"
+                  " JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum"
+                  " WHERE x.indrelid = 'submissions'::regclass AND x.indisprimary");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "username,timestamp");
+    PQclear(r);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), 1);
+    assert_int_equal(sql_int(c, "SELECT submission_count FROM submissions WHERE username = 'alice'"
+                                " AND timestamp = '2025-11-24 20:31:00'"),
+                     1);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* 10,000 events over 7 users and 5 minutes are counted exactly; the same events again (a
+ * redelivery) change nothing; query() agrees. Runs in a non-UTC session time zone. */
+static void test_batch_counted_exactly_once(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    char dsn[1200];
+    dsn_in_chatham(dsn, sizeof dsn);
+    kp_stats *st = open_store(dsn);
+    kp_event *events = malloc(NEVENTS * sizeof(*events));
+    assert_non_null(events);
+    for (int i = 0; i < NEVENTS; i++)
+        events[i] = workload_event("bulk", i);
+    expected e = {0};
+    expect_add(&e, 0, NEVENTS);
+
+    assert_int_equal(kp_stats_record(st, events, 1), 0); /* connect and create outside timing */
+    double first = record_all(st, events, NEVENTS);
+    expect_table(c, &e);
+    double again = record_all(st, events, NEVENTS);
+    expect_table(c, &e);
+    expect_query(st, &e);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), NEVENTS);
+    printf("pg record: %d new events in %.1f ms (%.2f ms per %d-event batch);"
+           " redelivered: %.1f ms\n",
+           NEVENTS, first, first * BATCH / NEVENTS, BATCH, again);
+
+    /* One batch of all 10,000 at once: new ids, same totals doubled. */
+    for (int i = 0; i < NEVENTS; i++)
+        events[i] = workload_event("one", i);
+    expect_add(&e, 0, NEVENTS);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(kp_stats_record(st, events, NEVENTS), 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("pg record: one %d-event batch in %.1f ms\n", NEVENTS,
+           (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6);
+    expect_table(c, &e);
+    free(events);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* An event_id repeated inside one batch, or half a batch seen before, counts once. */
+static void test_duplicates_count_once(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    enum { N = 300 };
+    kp_event *events = malloc(3 * N * sizeof(*events));
+    assert_non_null(events);
+    for (int i = 0; i < N; i++)
+        events[3 * i] = events[3 * i + 1] = events[3 * i + 2] = workload_event("dup", i);
+    assert_int_equal(kp_stats_record(st, events, 3 * N), 0);
+    expected e = {0};
+    expect_add(&e, 0, N);
+    expect_table(c, &e);
+
+    /* events 150..449: 150 seen, 150 new */
+    for (int i = 0; i < N; i++)
+        events[i] = workload_event("dup", N / 2 + i);
+    assert_int_equal(kp_stats_record(st, events, N), 0);
+    expect_add(&e, N, N / 2);
+    expect_table(c, &e);
+    expect_query(st, &e);
+    free(events);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* A batch the server rejects part of leaves no trace: no counts, no remembered ids, so the
+ * good events count when they come again. */
+static void test_failed_batch_is_all_or_nothing(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event events[3] = {
+        make_event("atom", 1, "alice", BASE_MS),
+        make_event("atom", 2, "\xff\xfe not utf-8", BASE_MS),
+        make_event("atom", 3, "alice", BASE_MS + 60000),
+    };
+    assert_int_equal(kp_stats_record(st, events, 3), KP_EIO);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM submissions"), 0);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), 0);
+    events[1] = make_event("atom", 2, "alice", BASE_MS);
+    assert_int_equal(kp_stats_record(st, events, 3), 0);
+    assert_int_equal(sql_int(c, "SELECT sum(submission_count) FROM submissions"), 3);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* Ids older than the prune window are forgotten on the first batch of a store, younger ones are
+ * kept. */
+static void test_old_ids_are_pruned(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event ev = make_event("prune", 0, "alice", BASE_MS);
+    assert_int_equal(kp_stats_record(st, &ev, 1), 0);
+    kp_stats_free(st);
+    sql_ok(c, "INSERT INTO kupool_processed_events (event_id, processed_at) VALUES"
+              " ('old-1', now() - interval '25 hours'), ('old-2', now() - interval '48 hours'),"
+              " ('young-1', now() - interval '23 hours')");
+    st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    ev = make_event("prune", 1, "alice", BASE_MS);
+    assert_int_equal(kp_stats_record(st, &ev, 1), 0);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"
+                                " WHERE event_id LIKE 'old-%'"),
+                     0);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), 3);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* Our sessions are killed by the server: the next record and query still succeed. The store's
+ * own application_name marks its sessions (and shows a DSN's setting wins over the fallback). */
+static void test_killed_connections_reconnect(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    const char *base = env_or_fail("KUP_TEST_PG_DSN");
+    char dsn[1200];
+    snprintf(dsn, sizeof dsn, "%s%capplication_name=kupool_kill_test", base,
+             strchr(base, '?') ? '&' : '?');
+    kp_stats *st = open_store(dsn);
+    kp_event events[200];
+    for (int i = 0; i < 200; i++)
+        events[i] = workload_event("kill", i);
+    assert_int_equal(kp_stats_record(st, events, 100), 0);
+    expected e = {0};
+    expect_add(&e, 0, 100);
+    expect_query(st, &e);
+    assert_int_equal(sql_int(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE application_name = 'kupool_kill_test'"),
+                     2); /* the record and the query connection */
+    assert_int_equal(kp_stats_record(st, events + 100, 100), 0);
+    expect_add(&e, 100, 100);
+    expect_query(st, &e);
+    expect_table(c, &e);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* The server restarts between two batches: the next record succeeds at once, nothing is lost
+ * and a redelivery of both batches adds nothing. */
+static void test_server_restart(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    PQfinish(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event *events = malloc(4000 * sizeof(*events));
+    assert_non_null(events);
+    for (int i = 0; i < 4000; i++)
+        events[i] = workload_event("restart", i);
+    record_all(st, events, 2000);
+    expected e = {0};
+    expect_add(&e, 0, 2000);
+    expect_query(st, &e);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' restart '%s' '%s'", env_or_fail("KUP_TEST_PG_SCRIPT"),
+             env_or_fail("KUP_TEST_PG_DIR"), env_or_fail("KUP_TEST_PG_PORT"));
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(system(cmd), 0);
+    printf("pg restart took %" PRIu64 " ms\n", kp_test_now_ms() - t0);
+
+    record_all(st, events + 2000, 2000);
+    expect_add(&e, 2000, 2000);
+    expect_query(st, &e);
+    record_all(st, events, 4000); /* redelivery of everything */
+    c = admin_connect();
+    expect_table(c, &e);
+    PQfinish(c);
+    free(events);
+    kp_stats_free(st);
+}
+
+typedef struct query_loop {
+    kp_stats *st;
+    atomic_bool stop;
+    int queries, failures;
+} query_loop;
+
+static void *run_queries(void *arg)
+{
+    query_loop *q = arg;
+    while (!atomic_load(&q->stop)) {
+        kp_minute_count *rows = NULL;
+        size_t n = 0;
+        if (kp_stats_query(q->st, USERS[q->queries % NUSERS], &rows, &n) != 0)
+            q->failures++;
+        for (size_t i = 1; i < n; i++)
+            if (rows[i - 1].minute >= rows[i].minute)
+                q->failures++;
+        free(rows);
+        q->queries++;
+    }
+    return NULL;
+}
+
+/* query() from two other threads while record() runs: every call works, results stay sorted. */
+static void test_query_beside_record(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    query_loop q[2] = {{.st = st}, {.st = st}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        atomic_init(&q[i].stop, false);
+        assert_int_equal(pthread_create(&t[i], NULL, run_queries, &q[i]), 0);
+    }
+    kp_event *events = malloc(5000 * sizeof(*events));
+    assert_non_null(events);
+    for (int i = 0; i < 5000; i++)
+        events[i] = workload_event("conc", i);
+    record_all(st, events, 5000);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&q[i].stop, true);
+        pthread_join(t[i], NULL);
+        assert_int_equal(q[i].failures, 0);
+        assert_true(q[i].queries > 0);
+    }
+    expected e = {0};
+    expect_add(&e, 0, 5000);
+    expect_table(c, &e);
+    free(events);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_dsn_is_einval),
+        cmocka_unit_test(test_server_down_is_eio),
+        cmocka_unit_test(test_silent_server_times_out),
+        cmocka_unit_test(test_tables_created_on_first_record),
+        cmocka_unit_test(test_batch_counted_exactly_once),
+        cmocka_unit_test(test_duplicates_count_once),
+        cmocka_unit_test(test_failed_batch_is_all_or_nothing),
+        cmocka_unit_test(test_old_ids_are_pruned),
+        cmocka_unit_test(test_killed_connections_reconnect),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_query_beside_record),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
