@@ -857,6 +857,14 @@ void kp_format_utc_ms(int64_t ms, char *buf, size_t cap)
         tm.tm_mday = 1;
         frac = 0;
     }
-    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    /* Formatted into room for any int fields first: at -O3 the compiler cannot prove the widths
+     * fit `cap` and warns about truncation; the caller's buffer is sized for real dates. */
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    size_t n = strlen(tmp);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = '\0';
 }
