@@ -242,7 +242,8 @@ static void wsl_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg
     /* Pings, pongs and close frames are wslay's; after we started closing, text is ignored. */
     if (arg->opcode != WSLAY_TEXT_FRAME || ws->state != WS_OPEN || ws->fail_code)
         return;
-    ws->cb.on_text(ws->user, (const char *)arg->msg, arg->msg_length);
+    /* wslay gives an empty message no buffer; the owner gets "" rather than NULL. */
+    ws->cb.on_text(ws->user, arg->msg_length ? (const char *)arg->msg : "", arg->msg_length);
 }
 
 static const struct wslay_event_callbacks wslay_callbacks = {
@@ -287,8 +288,13 @@ static int feed_frames(kp_ws *ws, const char *data, size_t len)
         return finish(ws, WSLAY_CODE_ABNORMAL_CLOSURE, "transport failed", KP_EIO);
     if (r == WSLAY_ERR_NOMEM)
         return finish(ws, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory", KP_ENOMEM);
-    if (flush(ws) != 0 || r != 0)
+    if (flush(ws) != 0)
         return finish(ws, WSLAY_CODE_ABNORMAL_CLOSURE, "transport failed", KP_EIO);
+    /* wsl_recv never fails, so any other error is wslay's frame parser refusing the bytes (a
+     * control frame over 125 bytes or fragmented, a length not in its shortest form): a protocol
+     * error, for which wslay queued (and we just sent) a close frame without a code. */
+    if (r != 0)
+        return finish(ws, WSLAY_CODE_PROTOCOL_ERROR, close_why(WSLAY_CODE_PROTOCOL_ERROR), KP_ECLOSED);
     if (wslay_event_get_close_received(ws->ctx)) { /* wslay queued and we sent the reply */
         if (ws->closed_by_us)
             return finish(ws, ws->our_code, "closed", KP_ECLOSED);
@@ -530,6 +536,8 @@ static int client_check(kp_ws *ws)
 static int feed_handshake(kp_ws *ws, const char *data, size_t len, size_t *used)
 {
     ws_handshake *hs = ws->hs;
+    if (len == 0) /* http_parser_execute takes a zero length for the end of the stream */
+        return 0;
     size_t room = hs->head_limit - hs->head_bytes;
     size_t n = len < room ? len : room;
     size_t parsed = http_parser_execute(&hs->parser, &hp_settings, data, n);
