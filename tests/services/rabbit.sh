@@ -85,7 +85,7 @@ node_pids() {
   fi
   for f in /proc/[0-9]*/cmdline; do
     p=${f#/proc/}; p=${p%/cmdline}
-    if tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$node"; then
+    if tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF -- "$node"; then
       [[ " ${pids[*]-} " == *" $p "* ]] || pids+=("$p")
     fi
   done
