@@ -333,6 +333,18 @@ static int open_parts(kp_server *s)
     return s->read_buf && s->out_buf ? 0 : KP_ENOMEM;
 }
 
+/* Before any "started" line: a supervisor (or a test) that sends SIGTERM as soon as it reads
+ * one must get the graceful shutdown, not the default action. */
+static void watch_signals(kp_server *s)
+{
+    uv_signal_init(s->loop, &s->sigint);
+    s->sigint.data = s;
+    uv_signal_init(s->loop, &s->sigterm);
+    s->sigterm.data = s;
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+}
+
 static void start_timers(kp_server *s)
 {
     uv_timer_init(s->loop, &s->job_timer);
@@ -341,12 +353,6 @@ static void start_timers(kp_server *s)
     s->auth_timer.data = s;
     uv_idle_init(s->loop, &s->broadcast_idle);
     s->broadcast_idle.data = s;
-    uv_signal_init(s->loop, &s->sigint);
-    s->sigint.data = s;
-    uv_signal_init(s->loop, &s->sigterm);
-    s->sigterm.data = s;
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 
     issue_job(s);
     if (s->cfg->job_secret[0]) {
@@ -368,8 +374,10 @@ int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
     s->cfg = cfg;
     s->max_connections = connection_bound(cfg);
     int rc = open_parts(s);
-    if (rc == 0)
+    if (rc == 0) {
+        watch_signals(s);
         rc = start_listener(s, &s->listener, "-addr", cfg->addr, MODULE_TCP, &s->port);
+    }
     if (rc == 0 && cfg->ws_addr[0])
         rc = start_listener(s, &s->ws_listener, "-ws_addr", cfg->ws_addr, "ws.server", &s->ws_port);
     if (rc == 0 && cfg->http_addr[0])
@@ -379,6 +387,10 @@ int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
             uv_close((uv_handle_t *)&s->listener, NULL);
         if (s->ws_listener.loop)
             uv_close((uv_handle_t *)&s->ws_listener, NULL);
+        if (s->sigint.loop) {
+            uv_close((uv_handle_t *)&s->sigint, NULL);
+            uv_close((uv_handle_t *)&s->sigterm, NULL);
+        }
         kp_admin_close(s->admin);
         s->admin = NULL;
         kp_pipeline_close(s->pipeline);
