@@ -54,6 +54,7 @@ struct kp_pipeline {
     kp_pipeline_drained_cb drained;
     void *drained_arg;
     bool draining;
+    bool drain_done; /* the drained callback ran: nothing is dispatched or retried any more */
     bool give_up; /* draining and the mq failed or time ran out: spool instead of publishing */
     uint64_t spool_retry_at; /* loop time before which a failed spool is not tried again */
     bool closing;
@@ -90,7 +91,11 @@ static void finish_drain(kp_pipeline *pl, int status)
         return;
     kp_pipeline_drained_cb cb = pl->drained;
     pl->drained = NULL;
+    pl->drain_done = true;
     uv_timer_stop(&pl->drain_timer);
+    /* An armed retry would keep the loop, hence the shutdown, alive for up to BACKOFF_MAX_MS
+     * after everything was already published or spooled. */
+    uv_timer_stop(&pl->retry_timer);
     cb(status, pl->drained_arg);
 }
 
@@ -138,6 +143,8 @@ static void publish_failed(kp_pipeline *pl, int rc)
             (unsigned long long)pl->backoff_ms);
     if (pl->draining && pl->spool)
         pl->give_up = true; /* shutting down: spool the rest now rather than wait */
+    if (pl->drain_done)
+        return; /* a job that outlived a timed-out drain: nobody waits for a retry */
     pl->retry_armed = true;
     uv_timer_start(&pl->retry_timer, on_retry, pl->backoff_ms, 0);
 }
@@ -237,7 +244,7 @@ static void start_job(kp_pipeline *pl, job_kind kind, size_t n)
  * else publish the oldest events, spooled ones first. */
 static void maybe_dispatch(kp_pipeline *pl)
 {
-    if (pl->in_flight || pl->closing)
+    if (pl->in_flight || pl->closing || pl->drain_done)
         return;
     size_t n = pending_len(pl);
     if (pl->draining && n == 0 && (pl->spooled == 0 || pl->give_up)) {

@@ -283,6 +283,7 @@ void kp_server_shutdown(kp_server *s)
     if (s->shutting_down)
         return;
     s->shutting_down = true;
+    s->shutdown_start_ns = uv_hrtime();
     KP_INFO(MODULE_APP, "shutting down", "sessions=%zu connections=%zu waiting=%zu",
             s->authorized.count, s->connections, kp_pipeline_get_stats(s->pipeline).waiting);
     uv_close((uv_handle_t *)&s->listener, NULL);
@@ -308,13 +309,13 @@ static int open_parts(kp_server *s)
     int rc = kp_mq_open(cfg, &s->mq);
     if (rc != 0) {
         KP_ERROR(MODULE_APP, "cannot open mq backend", "mq=%s error=\"%s\"", cfg->mq,
-                 rc == KP_EINVAL ? "not supported by this build" : kp_strerror(rc));
+                 rc == KP_EINVAL ? "invalid configuration (the line above says why)" : kp_strerror(rc));
         return rc;
     }
     rc = kp_stats_open(cfg, &s->stats);
     if (rc != 0) {
         KP_ERROR(MODULE_APP, "cannot open stats backend", "store=%s error=\"%s\"", cfg->store,
-                 rc == KP_EINVAL ? "not supported by this build" : kp_strerror(rc));
+                 rc == KP_EINVAL ? "invalid configuration (the line above says why)" : kp_strerror(rc));
         return rc;
     }
     kp_pipeline_options po = {.spool_dir = cfg->data_dir};
@@ -410,7 +411,15 @@ int kp_server_free(kp_server *s)
         return 0;
     uint64_t counted = 0;
     if (s->consumer) {
-        counted = kp_consumer_stop(s->consumer, s->cfg->shutdown_timeout_ms);
+        /* The drain and the consumer share one -shutdown_timeout (SPEC §6). What is still
+         * queued then waits in the broker for the next consumer (-mq rabbit); an in-process
+         * queue (-mq memory) loses it, as it would after any full timeout. */
+        uint64_t left_ms = s->cfg->shutdown_timeout_ms;
+        if (s->shutting_down) {
+            uint64_t spent_ms = (uv_hrtime() - s->shutdown_start_ns) / 1000000u;
+            left_ms = spent_ms < left_ms ? left_ms - spent_ms : 0;
+        }
+        counted = kp_consumer_stop(s->consumer, left_ms);
         s->consumer = NULL;
     }
     if (s->pipeline) {

@@ -91,6 +91,7 @@ typedef struct kp_server {
     kp_session *out_owner; /* the session whose read is being answered into out_buf */
 
     bool shutting_down;
+    uint64_t shutdown_start_ns; /* uv_hrtime() when the shutdown began */
     int exit_status;
     kp_server_counters counters;
 } kp_server;

@@ -113,16 +113,30 @@ int kp_spool_open(const char *dir, kp_spool **out, uint64_t *events)
             sp->committed = 0; /* an offset past the end is stale: replay rather than skip */
         sp->read_end = sp->committed;
         /* Count complete lines after the offset: the events the last run left behind. */
-        uint64_t pos = sp->committed;
+        uint64_t pos = sp->committed, whole = sp->committed; /* whole: just past the last \n */
         ssize_t got;
         while ((got = pread(sp->fd, sp->buf, READ_CHUNK, (off_t)pos)) > 0) {
-            for (ssize_t i = 0; i < got; i++)
-                *events += sp->buf[i] == '\n';
+            for (ssize_t i = 0; i < got; i++) {
+                if (sp->buf[i] == '\n') {
+                    (*events)++;
+                    whole = pos + (uint64_t)i + 1;
+                }
+            }
             pos += (uint64_t)got;
         }
         if (got < 0) {
             kp_spool_close(sp);
             return KP_EIO;
+        }
+        /* A torn last line (a run killed mid-append) was never counted as spooled. Cut it off,
+         * or the next append would glue its first event onto it and that line would not parse. */
+        if (whole < pos) {
+            KP_WARN(MODULE, "torn last line dropped", "file=\"%s\" bytes=%llu", sp->file,
+                    (unsigned long long)(pos - whole));
+            if (ftruncate(sp->fd, (off_t)whole) != 0) {
+                kp_spool_close(sp);
+                return KP_EIO;
+            }
         }
     }
     *out = sp;
@@ -134,6 +148,9 @@ int kp_spool_append(kp_spool *sp, const kp_event *events, size_t n)
     int rc = open_file(sp, true);
     if (rc != 0)
         return rc;
+    struct stat st;
+    if (fstat(sp->fd, &st) != 0)
+        return KP_EIO;
     /* One write per chunk of lines keeps the file whole-line at every successful return. */
     size_t cap = READ_CHUNK, len = 0;
     char *chunk = malloc(cap);
@@ -158,8 +175,16 @@ int kp_spool_append(kp_spool *sp, const kp_event *events, size_t n)
     free(chunk);
     if (rc == 0 && fdatasync(sp->fd) != 0)
         rc = KP_EIO;
-    if (rc != 0)
-        KP_ERROR(MODULE, "cannot append to spool", "file=\"%s\" error=\"%s\"", sp->file, strerror(errno));
+    if (rc != 0) {
+        int err = errno;
+        /* The pipeline keeps these events and appends them again later: what this call wrote
+         * (a short write on a full disk ends mid-line) must not stay in front of them. */
+        if (ftruncate(sp->fd, st.st_size) != 0)
+            KP_ERROR(MODULE, "cannot undo a failed append", "file=\"%s\" error=\"%s\"", sp->file,
+                     strerror(errno));
+        KP_ERROR(MODULE, "cannot append to spool", "file=\"%s\" error=\"%s\"", sp->file,
+                 strerror(err));
+    }
     return rc;
 }
 

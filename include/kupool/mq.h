@@ -25,8 +25,9 @@ struct kp_mq {
 
     /* Makes all `n` events durable in the queue, in order. Returns 0 only when every event is
      * stored; on KP_EAGAIN/KP_EIO the caller retries the same batch later, so the consumer side
-     * must tolerate an event published twice (it dedupes on event_id). Blocks for at most about
-     * a second. The events are borrowed for the call. */
+     * must tolerate an event published twice (it dedupes on event_id). Runs on a worker thread
+     * and must return within a bounded time even when the backend hangs (rabbit: 5 s). The
+     * events are borrowed for the call. */
     int (*publish)(kp_mq *mq, const kp_event *events, size_t n);
 
     /* Waits up to `timeout_ms` for events and copies up to `cap` of them into `out`, setting
