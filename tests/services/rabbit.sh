@@ -176,10 +176,20 @@ do_start() {
   return 1
 }
 
+# One more try when the first start fails: seen once here, a VM that exited at once with an
+# empty startup log while another node on the machine was stopping.
+start_with_retry() {
+  do_start && return 0
+  echo "rabbit.sh: retrying the start of $node once" >&2
+  do_stop || true
+  sleep 1
+  do_start
+}
+
 case "$cmd" in
-  start) do_start ;;
+  start) start_with_retry ;;
   stop) do_stop ;;
-  restart) do_stop && do_start ;;
+  restart) do_stop && start_with_retry ;;
   status) status || exit 1 ;;
   *) usage ;;
 esac
