@@ -1,0 +1,22 @@
+/* Demo mode (SPEC §7): one session that authorizes as -username and, for every job, submits a
+ * fresh nonce's result at most once a second and at least once a minute, logging every answer
+ * in the server's log format (module=client.demo). A lost connection is retried with jittered
+ * backoff; "Invalid username" ends the run.
+ *
+ * Submit timing: a job makes a submit due at once, but never sooner than 1 s (plus a small
+ * margin) after the last submit was sent or the last accepted answer arrived, so the server's
+ * default -min_submit_interval never rejects one. When no job comes for a minute (an -interval
+ * above 1m), the current job is answered again with a fresh nonce. */
+#ifndef KC_CLIENT_DEMO_H
+#define KC_CLIENT_DEMO_H
+
+#include <uv.h>
+
+#include "client_options.h"
+#include "client_run.h"
+
+/* Runs until -duration passes (0: until SIGINT/SIGTERM) and every handle is closed. Returns the
+ * exit status: 0, or 1 when the server rejected the username or setup failed. */
+int kc_demo_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target);
+
+#endif

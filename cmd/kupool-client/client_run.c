@@ -1,0 +1,40 @@
+#include "client_run.h"
+
+#include <string.h>
+
+#include "kupool/error.h"
+
+int kc_target_init(kc_target *t, const kc_options *o, FILE *err)
+{
+    memset(t, 0, sizeof(*t));
+    if (o->addr.scheme == KC_SCHEME_WSS) {
+        fprintf(err, "kupool-client: invalid value for flag -addr: wss:// needs TLS, which this "
+                     "client does not have; use ws:// or tcp://\n");
+        return KP_EINVAL;
+    }
+    const char *why = NULL;
+    if (kc_addr_resolve(&o->addr, &t->server, &why) != 0) {
+        fprintf(err, "kupool-client: cannot resolve -addr host \"%s\": %s\n", o->addr.host, why);
+        return KP_EINVAL;
+    }
+    if (o->has_src && t->server.ss_family != AF_INET) {
+        fprintf(err, "kupool-client: flag -src needs an IPv4 server address\n");
+        return KP_EINVAL;
+    }
+    if (kc_addr_host_header(&o->addr, t->host_header, sizeof(t->host_header)) != 0) {
+        fprintf(err, "kupool-client: invalid value for flag -addr: host too long\n");
+        return KP_EINVAL;
+    }
+    return 0;
+}
+
+void kc_client_setup(kc_client *c, uv_loop_t *loop, const kc_options *o, const kc_target *t)
+{
+    memset(c, 0, sizeof(*c));
+    c->loop = loop;
+    memcpy(&c->server, &t->server, sizeof(c->server));
+    c->websocket = o->addr.scheme == KC_SCHEME_WS;
+    c->ws_host = t->host_header;
+    c->ws_path = o->addr.path;
+    c->src = o->has_src ? &o->src : NULL;
+}
