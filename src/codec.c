@@ -211,27 +211,57 @@ kp_outcome kp_submit_params_get(const kp_request *req, kp_submit_params *out)
     return KP_OUTCOME_OK;
 }
 
+size_t kp_format_u64(char *buf, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = rev[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
+/* Appends `s` (length len) at *at; the caller sized the buffer. */
+static void put(char *buf, size_t *at, const char *s, size_t len)
+{
+    memcpy(buf + *at, s, len);
+    *at += len;
+}
+
+#define PUT_LITERAL(buf, at, lit) put(buf, at, lit, sizeof(lit) - 1)
+
+/* Built by hand rather than with snprintf: one response per submit, and printf's format parsing
+ * was a visible share of the server's profile at full submit rate (docs/benchmarks.md). */
 size_t kp_format_response(char *buf, bool has_id, int64_t id, kp_outcome oc)
 {
-    char id_text[INT64_DIGITS_MAX + 1];
-    if (has_id)
-        snprintf(id_text, sizeof(id_text), "%" PRId64, id);
-    else
-        memcpy(id_text, "null", sizeof("null"));
-
-    int n;
+    size_t at = 0;
+    PUT_LITERAL(buf, &at, "{\"id\":");
+    if (!has_id) {
+        PUT_LITERAL(buf, &at, "null");
+    } else if (id < 0) {
+        buf[at++] = '-';
+        at += kp_format_u64(buf + at, (uint64_t)0 - (uint64_t)id);
+    } else {
+        at += kp_format_u64(buf + at, (uint64_t)id);
+    }
     if (oc == KP_OUTCOME_OK) {
-        n = snprintf(buf, KP_RESPONSE_MAX, "{\"id\":%s,\"result\":true}\n", id_text);
+        PUT_LITERAL(buf, &at, ",\"result\":true}\n");
     } else {
         const char *wire = kp_outcome_wire(oc);
         assert(wire != NULL && strlen(wire) <= WIRE_STRING_MAX);
         if (wire == NULL) /* out-of-range outcome: a caller bug, but never answer "true" */
             wire = kp_outcome_wire(KP_OUTCOME_INVALID_REQUEST);
-        n = snprintf(buf, KP_RESPONSE_MAX, "{\"id\":%s,\"result\":false,\"error\":\"%s\"}\n",
-                     id_text, wire);
+        PUT_LITERAL(buf, &at, ",\"result\":false,\"error\":\"");
+        put(buf, &at, wire, strlen(wire));
+        PUT_LITERAL(buf, &at, "\"}\n");
     }
-    assert(n > 0 && n < KP_RESPONSE_MAX);
-    return (size_t)n;
+    assert(at < KP_RESPONSE_MAX);
+    buf[at] = '\0';
+    return at;
 }
 
 size_t kp_format_job(char *buf, size_t cap, int64_t job_id, const char *server_nonce_hex)

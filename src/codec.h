@@ -57,6 +57,10 @@ kp_outcome kp_authorize_params_get(const kp_request *req, kp_authorize_params *o
  * client_nonce 1..64 hex characters (either case), result a string. */
 kp_outcome kp_submit_params_get(const kp_request *req, kp_submit_params *out);
 
+/* Writes the decimal digits of v and a NUL into buf (room for 21 bytes); returns the digits'
+ * count. */
+size_t kp_format_u64(char *buf, uint64_t v);
+
 /* Writes {"id":N,"result":true}\n or {"id":N,"result":false,"error":"..."}\n (id null when
  * !has_id). Returns the length; buf must hold KP_RESPONSE_MAX bytes. */
 size_t kp_format_response(char *buf, bool has_id, int64_t id, kp_outcome oc);

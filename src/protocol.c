@@ -71,7 +71,11 @@ static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *re
 static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_params *sp)
 {
     kp_event ev;
-    snprintf(ev.event_id, sizeof(ev.event_id), "%s-%" PRIu64, p->node_id, p->next_seq++);
+    /* "<node id>-<sequence>" without snprintf: this runs once per accepted submit. */
+    size_t node_len = strlen(p->node_id);
+    memcpy(ev.event_id, p->node_id, node_len);
+    ev.event_id[node_len] = '-';
+    kp_format_u64(ev.event_id + node_len + 1, p->next_seq++);
     /* Both lengths were validated by the codec (username <= 255, nonce <= 64 bytes). */
     memcpy(ev.username, peer->username, strlen(peer->username) + 1);
     memcpy(ev.client_nonce, sp->client_nonce, sp->client_nonce_len);
