@@ -1,8 +1,12 @@
-/* The WebSocket side in a real browser: headless Chromium opens tests/browser/kupool.html, which
- * authorizes over WebSocket, computes the SHA-256 with WebCrypto and submits; the server must
- * accept it. Chromium is Debian's (scripts/deps.sh --test installs it); if it cannot start, the
- * test fails. */
+/* The WebSocket side in a real browser: the test serves tests/browser/kupool.html over HTTP on
+ * loopback, headless Chromium loads it, and the page authorizes over WebSocket, computes the
+ * SHA-256 with WebCrypto and submits; the server must accept it. Chromium is Debian's
+ * (scripts/deps.sh --test installs it); if it cannot start, the test fails. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,78 @@ static int ws_port_of(kp_proc *p)
     return atoi(listen + strlen("listen=\"127.0.0.1:"));
 }
 
+/* A one-page HTTP server on a thread: GET /kupool.html gets the page, anything else 404. Each
+ * request is answered and the connection closed; it runs until the listening socket is shut. */
+typedef struct page_server {
+    int fd;
+    int port;
+    char *page;
+    size_t page_len;
+    int served; /* pages served, read after the thread ended */
+    pthread_t thread;
+} page_server;
+
+static void *serve_pages(void *arg)
+{
+    page_server *ps = arg;
+    for (;;) {
+        int c = accept(ps->fd, NULL, NULL);
+        if (c < 0)
+            return NULL; /* shut down */
+        char req[4096];
+        ssize_t n = recv(c, req, sizeof(req) - 1, 0);
+        req[n > 0 ? n : 0] = '\0';
+        char head[256];
+        if (strncmp(req, "GET /kupool.html", 16) == 0) {
+            int len = snprintf(head, sizeof(head),
+                               "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                               "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                               ps->page_len);
+            send(c, head, (size_t)len, MSG_NOSIGNAL);
+            send(c, ps->page, ps->page_len, MSG_NOSIGNAL);
+            ps->served++;
+        } else {
+            static const char nf[] =
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            send(c, nf, sizeof(nf) - 1, MSG_NOSIGNAL);
+        }
+        close(c);
+    }
+}
+
+static void page_server_start(page_server *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    FILE *f = fopen(KP_BROWSER_PAGE, "rb");
+    assert_non_null(f);
+    char buf[65536];
+    ps->page_len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_true(ps->page_len > 0 && ps->page_len < sizeof(buf));
+    ps->page = malloc(ps->page_len);
+    assert_non_null(ps->page);
+    memcpy(ps->page, buf, ps->page_len);
+
+    ps->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(ps->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(ps->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ps->fd, 16), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(ps->fd, (struct sockaddr *)&sa, &sl), 0);
+    ps->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&ps->thread, NULL, serve_pages, ps), 0);
+}
+
+static int page_server_stop(page_server *ps)
+{
+    shutdown(ps->fd, SHUT_RDWR); /* wakes accept() with an error */
+    pthread_join(ps->thread, NULL);
+    close(ps->fd);
+    free(ps->page);
+    return ps->served;
+}
+
 static void test_browser_submits_over_websocket(void **state)
 {
     kp_proc p;
@@ -32,8 +108,10 @@ static void test_browser_submits_over_websocket(void **state)
 
     char profile[] = "/tmp/kp-chromium-XXXXXX";
     assert_non_null(mkdtemp(profile));
+    page_server ps;
+    page_server_start(&ps);
     char url[1024], user_dir[1100];
-    snprintf(url, sizeof(url), "file://%s?port=%d", KP_BROWSER_PAGE, ws_port_of(&p));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/kupool.html?port=%d", ps.port, ws_port_of(&p));
     snprintf(user_dir, sizeof(user_dir), "--user-data-dir=%s", profile);
 
     pid_t pid = fork();
@@ -56,8 +134,11 @@ static void test_browser_submits_over_websocket(void **state)
     waitpid(pid, &status, 0);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
         fail_msg("cannot run /usr/bin/chromium (install Debian's chromium)");
+    int served = page_server_stop(&ps);
     if (!seen)
-        fail_msg("the browser never submitted; server log:\n%s", p.log);
+        fail_msg("the browser never submitted (page served %d times); server log:\n%s", served,
+                 p.log);
+    assert_true(served >= 1);
     assert_true(kp_proc_wait_log(&p, "outcome=ok", 1000));
     assert_int_equal(kp_proc_stop(&p, SIGTERM, 15000), 0);
     assert_non_null(strstr(p.log, "stopped accepted=1 "));
