@@ -77,6 +77,176 @@ static void test_growth(void **state)
     kp_nonce_sets_free(&sets);
 }
 
+/* A copy of nonce_set.c's hash, used only to prove that the pairs below really collide: if the
+ * hash there changes, change it here too and find new pairs: a birthday search over ~1M hex
+ * strings finds several within seconds, and trying the 2^36 9-hex-char extensions of a nonce finds
+ * one that collides with it in a few seconds more. */
+static uint32_t set_hash(const char *p, size_t len)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211u;
+    }
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Equal 32-bit hashes, different bytes: only the byte comparison can tell them apart. */
+static void test_same_hash_different_bytes(void **state)
+{
+    (void)state;
+    const char *pairs[][2] = {
+        {"04c659f780800c4f", "08bf933b49f2c822"}, /* same length */
+        {"98add541dcfe0497", "eb44e7286"},        /* different lengths */
+        {"0123456789abcdef", "0123456789abcdef100a06da7"}, /* one a prefix of the other */
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *a = pairs[i][0], *b = pairs[i][1];
+        assert_int_equal(set_hash(a, strlen(a)), set_hash(b, strlen(b)));
+        kp_nonce_sets sets = {0};
+        assert_int_equal(add(&sets, 1, a), 0);
+        assert_true(has(&sets, 1, a));
+        assert_false(has(&sets, 1, b));
+        assert_int_equal(add(&sets, 1, b), 0);
+        assert_true(has(&sets, 1, a));
+        assert_true(has(&sets, 1, b));
+        kp_nonce_sets_free(&sets);
+
+        /* Other order, and across a rehash. */
+        assert_int_equal(add(&sets, 1, b), 0);
+        assert_false(has(&sets, 1, a));
+        char buf[16];
+        for (int n = 0; n < 100; n++) {
+            snprintf(buf, sizeof buf, "%d", n);
+            assert_int_equal(add(&sets, 1, buf), 0);
+        }
+        assert_false(has(&sets, 1, a));
+        assert_int_equal(add(&sets, 1, a), 0);
+        assert_true(has(&sets, 1, a));
+        assert_true(has(&sets, 1, b));
+        kp_nonce_sets_free(&sets);
+    }
+}
+
+/* Every prefix of a 64-byte nonce is a distinct nonce, whichever of them were added. */
+static void test_prefixes(void **state)
+{
+    (void)state;
+    const char *full = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal(strlen(full), 64);
+    kp_nonce_sets sets = {0};
+    for (size_t len = 1; len <= 64; len += 2) /* odd lengths only */
+        assert_int_equal(kp_nonce_sets_add(&sets, 9, full, len), 0);
+    for (size_t len = 0; len <= 64; len++)
+        assert_int_equal(kp_nonce_sets_contains(&sets, 9, full, len), len % 2 == 1);
+    for (size_t len = 0; len <= 64; len += 2)
+        assert_int_equal(kp_nonce_sets_add(&sets, 9, full, len), 0);
+    for (size_t len = 0; len <= 64; len++)
+        assert_true(kp_nonce_sets_contains(&sets, 9, full, len));
+    assert_false(has(&sets, 9, "123"));
+    kp_nonce_sets_free(&sets);
+
+    /* Only the middle one: neither its prefix nor its extension is there. */
+    assert_int_equal(add(&sets, 9, "0123"), 0);
+    assert_false(has(&sets, 9, "012"));
+    assert_false(has(&sets, 9, "01234"));
+    assert_true(has(&sets, 9, "0123"));
+    kp_nonce_sets_free(&sets);
+}
+
+/* Nonces are bytes: the empty nonce, NUL and 0xff bytes are all stored exactly. */
+static void test_odd_bytes(void **state)
+{
+    (void)state;
+    kp_nonce_sets sets = {0};
+    assert_int_equal(kp_nonce_sets_add(&sets, 2, "", 0), 0);
+    assert_true(kp_nonce_sets_contains(&sets, 2, "", 0));
+    assert_false(kp_nonce_sets_contains(&sets, 2, "\0", 1));
+    assert_int_equal(kp_nonce_sets_add(&sets, 2, "\0\0", 2), 0);
+    assert_false(kp_nonce_sets_contains(&sets, 2, "\0", 1));
+    assert_true(kp_nonce_sets_contains(&sets, 2, "\0\0", 2));
+    assert_false(kp_nonce_sets_contains(&sets, 2, "\0\0\0", 3));
+    assert_int_equal(kp_nonce_sets_add(&sets, 2, "\xff\x01", 2), 0);
+    assert_true(kp_nonce_sets_contains(&sets, 2, "\xff\x01", 2));
+    assert_false(kp_nonce_sets_contains(&sets, 2, "\xff\x02", 2));
+    assert_false(kp_nonce_sets_contains(&sets, 3, "", 0)); /* another job */
+    kp_nonce_sets_free(&sets);
+}
+
+/* The (i)th nonce of a deterministic mix of lengths 1..64, including many 1- and 64-byte ones. */
+static size_t mixed_nonce(unsigned i, char out[64])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = i % 4 == 0 ? 64 : i % 4 == 1 ? 1 : 1 + (i * 7u) % 64;
+    uint64_t x = (uint64_t)i * 0x9e3779b97f4a7c15u + 1;
+    for (size_t k = 0; k < len; k++) {
+        out[k] = hex[x & 15];
+        x = x >> 4 | x << 60;
+        if (k % 16 == 15)
+            x ^= i; /* keep long nonces distinct past 16 chars too */
+    }
+    return len;
+}
+
+/* Arena and slot growth, many times over, keep every nonce findable after each add; the only
+ * 1-byte nonces are the 16 hex digits, so re-adds of those must be no-ops. */
+static void test_mixed_growth(void **state)
+{
+    (void)state;
+    kp_nonce_sets sets = {0};
+    char buf[64];
+    const unsigned n = 20000;
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = mixed_nonce(i, buf);
+        assert_int_equal(kp_nonce_sets_add(&sets, 4, buf, len), 0);
+        assert_true(kp_nonce_sets_contains(&sets, 4, buf, len));
+        if (i < 300) { /* every earlier nonce, through the first several rehashes */
+            for (unsigned j = 0; j <= i; j++) {
+                len = mixed_nonce(j, buf);
+                assert_true(kp_nonce_sets_contains(&sets, 4, buf, len));
+            }
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = mixed_nonce(i, buf);
+        assert_true(kp_nonce_sets_contains(&sets, 4, buf, len));
+        if (len > 1) {
+            buf[len - 1] = 'x'; /* not a hex digit: never added */
+            assert_false(kp_nonce_sets_contains(&sets, 4, buf, len));
+        }
+        assert_false(kp_nonce_sets_contains(&sets, 5, buf, len)); /* another job */
+    }
+    kp_nonce_sets_free(&sets);
+}
+
+/* A table that grows is replaced in the list: its neighbours stay linked and prunable. */
+static void test_growth_in_middle_of_list(void **state)
+{
+    (void)state;
+    kp_nonce_sets sets = {0};
+    for (int64_t j = 1; j <= 5; j++)
+        assert_int_equal(add(&sets, j, "aa"), 0);
+    char buf[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(buf, sizeof buf, "%08x", i);
+        assert_int_equal(add(&sets, 3, buf), 0);
+    }
+    for (int64_t j = 1; j <= 5; j++)
+        assert_true(has(&sets, j, "aa"));
+    assert_false(has(&sets, 0, "aa"));
+    assert_false(has(&sets, 6, "aa"));
+    assert_false(has(&sets, 2, "00000000"));
+    assert_true(has(&sets, 3, "000003e7"));
+    kp_nonce_sets_prune(&sets, 3);
+    assert_false(has(&sets, 2, "aa"));
+    assert_true(has(&sets, 3, "000003e7"));
+    assert_true(has(&sets, 5, "aa"));
+    kp_nonce_sets_prune(&sets, 4);
+    assert_false(has(&sets, 3, "000003e7"));
+    assert_true(has(&sets, 4, "aa"));
+    kp_nonce_sets_free(&sets);
+}
+
 static void test_prune(void **state)
 {
     (void)state;
@@ -119,6 +289,11 @@ int main(void)
         cmocka_unit_test(test_add_contains),
         cmocka_unit_test(test_exact_bytes),
         cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_same_hash_different_bytes),
+        cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_odd_bytes),
+        cmocka_unit_test(test_mixed_growth),
+        cmocka_unit_test(test_growth_in_middle_of_list),
         cmocka_unit_test(test_prune),
         cmocka_unit_test(test_free_all),
     };
