@@ -3,7 +3,9 @@
 #   (a) 10,000 idle authorized sessions: server RSS per session
 #   (b) 19,000 sessions x 0.95 submit/s, a job every 2 s: errors, latency, broadcast spread, CPU
 #   (c) rate limit off, 100 sessions x 16 submits in flight: accepted submits/s and server CPU per
-#       submit, next to the in-process floor (bench/floor_submit: parse + hash + format, no I/O)
+#       submit, next to two floors measured in the same run: bench/floor_server (the same
+#       client against a server that only reads, parses, hashes and writes) and
+#       bench/floor_submit (parse + hash + format in process, no I/O)
 #       measured in the same run, and the top of a `perf record` profile of the server.
 #
 #   bench/run.sh [SECONDS]        (default 20 s for b and c)
@@ -109,6 +111,24 @@ echo "connected=$(b .connected) accepted=$(b .accepted) rejected=$rejected_b cpu
 echo "== (c) 100 sessions x 16 in flight, -min_submit_interval 0 (${seconds}s)" >&2
 floor=$("$build/bench/floor_submit" 2000000)
 floor_ns=$(echo "$floor" | sed -n 's/.*ns_per_submit=\([0-9]*\).*/\1/p')
+# The I/O floor: the same client, same load, against floor_server.
+"$build/bench/floor_server" >"$work/floor_server.out" &
+server_pid=$!
+fport=
+for _ in $(seq 50); do
+  fport=$(sed -n 's/^listen=//p' "$work/floor_server.out")
+  [[ -n $fport ]] && break
+  sleep 0.1
+done
+[[ -n $fport ]] || { echo "bench: floor_server did not start" >&2; exit 1; }
+"$client" -addr "127.0.0.1:$fport" -n 100 -pipeline 16 -rate max -duration "${seconds}s" -json \
+  >"$work/floor.json" 2>/dev/null
+floor_cpu=$(cpu_s)
+stop_server
+floor_accepted=$(jq -r .accepted "$work/floor.json")
+floor_rate=$(jq -r '.accepted_per_s | floor' "$work/floor.json")
+floor_io_ns=$(awk -v c="$floor_cpu" -v n="$floor_accepted" 'BEGIN { printf "%.0f", c * 1e9 / n }')
+echo "floor_server accepted=$floor_accepted per_s=$floor_rate per_submit=${floor_io_ns}ns" >&2
 start_server c -min_submit_interval 0
 cpu0=$(cpu_s)
 profile=""
@@ -164,9 +184,10 @@ kupool-client on the same machine (it shares the two cores with the server).
 
 | | value | ratio |
 |---|---:|---:|
-| in-process floor: parse + hash + format (\`floor_submit\`) | ${floor_ns} ns/submit | 1.00 |
-| **server CPU per accepted submit** (all threads, syscalls included) | **${us_per_submit} µs** | $(ratio "$(awk -v u="$us_per_submit" 'BEGIN{print u*1000}')" "$floor_ns") |
-| accepted submits/s | $rate_c | |
+| I/O floor: read + parse + hash + write, nothing else (\`floor_server\`, same client and load) | ${floor_io_ns} ns/submit, ${floor_rate}/s | 1.00 |
+| **kupool-server CPU per accepted submit** (all threads, syscalls included) | **${us_per_submit} µs** | $(ratio "$(awk -v u="$us_per_submit" 'BEGIN{print u*1000}')" "$floor_io_ns") |
+| in-process floor: parse + hash + format, no I/O (\`floor_submit\`) | ${floor_ns} ns/submit | $(ratio "$floor_ns" "$floor_io_ns") |
+| kupool-server accepted submits/s | $rate_c | $(ratio "$rate_c" "$floor_rate") of the I/O floor's rate |
 | accepted / client latency p50, p99 | $accepted_c / $(c '.latency_us.p50 / 1000') ms, $(c '.latency_us.p99 / 1000') ms | |
 
 Top of the server's profile during (c) (\`perf record -e cpu-clock -g\`, self time by symbol):
