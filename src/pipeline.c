@@ -10,8 +10,12 @@
 #define MODULE "pipeline"
 
 /* A batch this large is handed to a worker at once; smaller ones wait for the flush timer, so
- * a trickle of submits still costs one worker round trip per FLUSH_MS, not one per event. */
-#define BATCH_MAX 1024
+ * a trickle of submits still costs one worker round trip per FLUSH_MS, not one per event. One
+ * job is in flight at a time and a busy loop completes about one job per iteration, so the
+ * batch bounds the publish rate: at 1024 a loop answering ~450k submits/s fell behind even the
+ * memory mq; 4096 keeps up (docs/benchmarks.md, scenario c), and RabbitMQ confirms a batch
+ * of that size well within its 5 s deadline. */
+#define BATCH_MAX 4096
 #define SPOOL_CHUNK 4096
 #define FLUSH_MS 20
 #define BACKOFF_MIN_MS 100
@@ -56,6 +60,7 @@ struct kp_pipeline {
     bool draining;
     bool drain_done; /* the drained callback ran: nothing is dispatched or retried any more */
     bool give_up; /* draining and the mq failed or time ran out: spool instead of publishing */
+    bool appended_last; /* the last job was a spool append: a publish may go next */
     uint64_t spool_retry_at; /* loop time before which a failed spool is not tried again */
     bool closing;
     bool warned_spooling;
@@ -255,19 +260,25 @@ static void maybe_dispatch(kp_pipeline *pl)
         return;
     }
     bool over = n > pl->memory_bound || (pl->give_up && n > 0);
-    if (pl->spool && over && uv_now(pl->loop) >= pl->spool_retry_at) {
+    bool want_append = pl->spool && over && uv_now(pl->loop) >= pl->spool_retry_at;
+    bool can_publish = !pl->retry_armed && !pl->give_up && (pl->spooled > 0 || n > 0);
+    /* Appends and publishes take turns while both are due: under a sustained overload with a
+     * healthy mq, appends alone would keep winning and nothing would ever be published. Memory
+     * then overshoots its bound by at most what arrives during one publish. */
+    if (want_append && !(can_publish && pl->appended_last)) {
         size_t k = pl->give_up ? n : n - pl->memory_bound;
+        pl->appended_last = true;
         start_job(pl, JOB_SPOOL_APPEND, k < SPOOL_CHUNK ? k : SPOOL_CHUNK);
         return;
     }
-    if (pl->retry_armed || pl->give_up)
+    if (!can_publish)
         return;
+    pl->appended_last = false;
     if (pl->spooled > 0) {
         start_job(pl, JOB_PUBLISH_SPOOL, 0);
         return;
     }
-    if (n > 0)
-        start_job(pl, JOB_PUBLISH_MEMORY, n < BATCH_MAX ? n : BATCH_MAX);
+    start_job(pl, JOB_PUBLISH_MEMORY, n < BATCH_MAX ? n : BATCH_MAX);
 }
 
 static void on_flush(uv_timer_t *t) { maybe_dispatch(t->data); }

@@ -269,6 +269,48 @@ static void test_spool_past_memory_bound(void **state)
     rmdir(dir);
 }
 
+/* A sustained overload with a healthy mq: events arrive faster than one job per loop iteration
+ * takes them, so memory stays over its bound at every dispatch. Spool appends must not starve
+ * publishing: publishes continue while the overload lasts, and everything arrives in order. */
+static void test_overload_keeps_publishing(void **state)
+{
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fake_mq f;
+    open_fake(&f);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    kp_pipeline_options opts = {.spool_dir = dir, .memory_bound = 1000};
+    kp_pipeline *pl = NULL;
+    assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+    uint64_t n = 0;
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < 10000; i++) {
+            kp_event ev = make_event(n++, "alice", 0);
+            assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+        }
+        run_for_ms(&loop, 2);
+    }
+    uint64_t stored_during_overload = f.stored;
+    drain_result dr = {0};
+    kp_pipeline_drain(pl, 20000, on_drained, &dr);
+    while (!dr.called)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(dr.status, 0);
+    assert_true(stored_during_overload > 0);
+    assert_int_equal(f.stored, n);
+    assert_int_equal(f.out_of_order, 0);
+    kp_pipeline_close(pl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/spool.offset", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* Shutdown while the mq is down spools everything; the next start replays it first, in order,
  * before newer events. */
 static void test_drain_spools_and_next_start_replays(void **state)
@@ -373,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_failed_publish_is_retried_in_order),
         cmocka_unit_test(test_drain_times_out_when_backend_stays_down),
         cmocka_unit_test(test_spool_past_memory_bound),
+        cmocka_unit_test(test_overload_keeps_publishing),
         cmocka_unit_test(test_drain_spools_and_next_start_replays),
         cmocka_unit_test(test_spool_survives_torn_line_and_stale_offset),
     };
