@@ -12,7 +12,7 @@
 #   bench/backends.sh [SECONDS]     (default 2 s of burst)
 #
 # Installs what is missing, builds a Release tree in build-bench/, starts its own PostgreSQL
-# (port 55500) and RabbitMQ (port 56800) under a temporary directory, and replaces the
+# (port 25500) and RabbitMQ (port 25800) under a temporary directory, and replaces the
 # "backends" section of docs/benchmarks.md with what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +27,8 @@ cmake --build "$build" -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d /tmp/kupool-bench.XXXXXX)
 chmod 755 "$work"
-pg_port=55500
-rabbit_port=56800
+pg_port=25500
+rabbit_port=25800
 dsn="postgresql://postgres@127.0.0.1:$pg_port/kupool_test"
 url="amqp://guest:guest@127.0.0.1:$rabbit_port/"
 server_pid=

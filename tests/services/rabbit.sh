@@ -28,8 +28,10 @@ fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 node="kupool_test_${port}@localhost"
-# Erlang distribution port: PORT+20000 when that is a port, else PORT-20000 (56720 -> 36720).
-dist_port=$(( port + 20000 <= 65535 ? port + 20000 : port - 20000 ))
+# Erlang distribution port: PORT+1000 (25672 -> 26672). Keep both below 32768: a port inside the
+# kernel's ephemeral range (ip_local_port_range, 32768-60999) can be taken at random by an
+# outgoing connection, and the listener then fails to bind.
+dist_port=$(( port + 1000 ))
 start_timeout=60
 stop_timeout=30
 
