@@ -30,7 +30,6 @@
 #include <http_parser.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +40,7 @@
 
 #include "kupool/error.h"
 #include "log.h"
+#include "net_addr.h"
 #include "outcome.h"
 
 #define MODULE "http.admin"
@@ -831,46 +831,13 @@ static void on_admin_handle_close(uv_handle_t *h)
     admin_maybe_free(a);
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *out)
-{
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0 || !res)
-        return KP_EINVAL;
-    const struct addrinfo *pick = res;
-    for (const struct addrinfo *ai = res; !host[0] && ai; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) { /* ":port": every IPv4 interface, like -addr */
-            pick = ai;
-            break;
-        }
-    memcpy(out, pick->ai_addr, pick->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
-static void format_addr(const struct sockaddr_storage *sa, char *buf, size_t cap)
-{
-    char host[INET6_ADDRSTRLEN] = "";
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a6, host, sizeof(host));
-        snprintf(buf, cap, "[%s]:%d", host, ntohs(a6->sin6_port));
-    } else {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a4, host, sizeof(host));
-        snprintf(buf, cap, "%s:%d", host, ntohs(a4->sin_port));
-    }
-}
-
 int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
 {
     *out = NULL;
     char host[256];
     int port = 0;
     struct sockaddr_storage sa;
-    if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || resolve(host, port, &sa) != 0) {
+    if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || kp_resolve_listen(host, port, &sa) != 0) {
         KP_ERROR(MODULE, "cannot resolve -http_addr", "addr=\"%s\"", addr);
         return KP_EINVAL;
     }
@@ -899,7 +866,7 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     int len = sizeof(sa);
     uv_tcp_getsockname(&a->listener, (struct sockaddr *)&sa, &len);
     char shown[300];
-    format_addr(&sa, shown, sizeof(shown));
+    kp_format_sockaddr((const struct sockaddr *)&sa, shown, sizeof(shown));
     KP_INFO(MODULE, "started", "listen=\"%s\"", shown);
     *out = a;
     return 0;

@@ -1,7 +1,6 @@
 #include "server.h"
 
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "codec.h"
 #include "kupool/error.h"
 #include "log.h"
+#include "net_addr.h"
 #include "session.h"
 
 #define MODULE_TCP "tcp.server"
@@ -162,42 +162,6 @@ static void on_connection(uv_stream_t *listener, int status)
     kp_session_accept(s, listener, listener == (uv_stream_t *)&s->ws_listener);
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *out)
-{
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0 || !res)
-        return KP_EINVAL;
-    /* ":port" means every IPv4 interface, as most deployments expect. */
-    struct addrinfo *pick = res;
-    for (struct addrinfo *ai = res; !host[0] && ai; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) {
-            pick = ai;
-            break;
-        }
-    memcpy(out, pick->ai_addr, pick->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
-static void format_addr(const struct sockaddr_storage *sa, char *buf, size_t cap, int *port)
-{
-    char host[INET6_ADDRSTRLEN] = "";
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a, host, sizeof(host));
-        *port = ntohs(a->sin6_port);
-        snprintf(buf, cap, "[%s]:%d", host, *port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a, host, sizeof(host));
-        *port = ntohs(a->sin_port);
-        snprintf(buf, cap, "%s:%d", host, *port);
-    }
-}
-
 /* Binds and listens on `addr`; logs "started listen=..." under `module` and returns the port. */
 static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, const char *addr,
                           const char *module, int *port_out)
@@ -205,7 +169,7 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     char host[256];
     int port = 0;
     struct sockaddr_storage sa;
-    if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || resolve(host, port, &sa) != 0) {
+    if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || kp_resolve_listen(host, port, &sa) != 0) {
         KP_ERROR(module, "cannot resolve address", "flag=%s addr=\"%s\"", flag, addr);
         return KP_EINVAL;
     }
@@ -222,7 +186,7 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     int len = sizeof(sa);
     uv_tcp_getsockname(listener, (struct sockaddr *)&sa, &len);
     char shown[300];
-    format_addr(&sa, shown, sizeof(shown), port_out);
+    *port_out = kp_format_sockaddr((const struct sockaddr *)&sa, shown, sizeof(shown));
     KP_INFO(module, "started", "listen=\"%s\" max_conns=%zu", shown, s->max_connections);
     return 0;
 }

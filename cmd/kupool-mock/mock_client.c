@@ -15,6 +15,7 @@
 #include "kupool/error.h"
 #include "log.h"
 #include "mock.h"
+#include "net_addr.h"
 #include "ws.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -294,20 +295,6 @@ static void on_attempt_closed(uv_handle_t *h)
         try_next(c);
 }
 
-static void address_name(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a, host, sizeof(host));
-        snprintf(out, cap, "[%s]:%d", host, ntohs(a->sin6_port));
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a, host, sizeof(host));
-        snprintf(out, cap, "%s:%d", host, ntohs(a->sin_port));
-    }
-}
-
 static void on_connect(uv_connect_t *req, int status)
 {
     mock_client *c = req->data;
@@ -323,7 +310,7 @@ static void on_connect(uv_connect_t *req, int status)
     int len = sizeof(sa);
     char name[80] = "?";
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0)
-        address_name((struct sockaddr *)&sa, name, sizeof(name));
+        kp_format_sockaddr((struct sockaddr *)&sa, name, sizeof(name));
     uv_tcp_nodelay(&c->tcp, 1);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc != 0) {

@@ -6,7 +6,6 @@
  * Ownership: a connection owns its two handles (socket and deadline timer), its kp_ws and the
  * bytes ws.c produced that are not yet handed to uv_write; a write request owns its bytes until
  * its callback. A connection is freed in one place, when both handles have closed. */
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "kupool/error.h"
 #include "log.h"
 #include "mock.h"
+#include "net_addr.h"
 #include "ws.h"
 
 #define LISTEN_BACKLOG 128
@@ -261,19 +261,10 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
 {
     struct sockaddr_storage sa;
     int len = sizeof(sa);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&sa, &len) == 0) {
-        if (sa.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-            snprintf(out, cap, "[%s]:%d", host, port);
-            return;
-        }
-        uv_ip4_name((struct sockaddr_in *)&sa, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-    }
-    snprintf(out, cap, "%s:%d", host, port);
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&sa, &len) == 0)
+        kp_format_sockaddr((const struct sockaddr *)&sa, out, cap);
+    else
+        snprintf(out, cap, "?:0");
 }
 
 static void greet_tcp(mock_conn *c)
@@ -352,33 +343,13 @@ static void on_signal(uv_signal_t *sig, int signum)
     }
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *out)
-{
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0 || !res)
-        return KP_EINVAL;
-    /* ":port" means every IPv4 interface, as for kupool-server. */
-    struct addrinfo *pick = res;
-    for (struct addrinfo *ai = res; !host[0] && ai; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) {
-            pick = ai;
-            break;
-        }
-    memcpy(out, pick->ai_addr, pick->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
 /* Binds and listens; logs `started listen="<host as given>:<port>"` (the port the kernel chose
  * for port 0), as the Go original logs `started listen=":8000"`. */
 static int start_listener(mock_server *s)
 {
     const km_listen *cfg = s->cfg;
     struct sockaddr_storage sa;
-    if (resolve(cfg->host, cfg->port, &sa) != 0) {
+    if (kp_resolve_listen(cfg->host, cfg->port, &sa) != 0) {
         KP_ERROR(s->module, "cannot resolve address", "host=\"%s\"", cfg->host);
         return KP_EINVAL;
     }
@@ -395,8 +366,8 @@ static int start_listener(mock_server *s)
     }
     int len = sizeof(sa);
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &len);
-    int port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
-                                              : ((struct sockaddr_in *)&sa)->sin_port);
+    char bound[INET6_ADDRSTRLEN + 8];
+    int port = kp_format_sockaddr((const struct sockaddr *)&sa, bound, sizeof(bound));
     const char *open = strchr(cfg->host, ':') ? "[" : "";
     const char *close = open[0] ? "]" : "";
     KP_INFO(s->module, "started", "listen=\"%s%s%s:%d\"", open, cfg->host, close, port);
