@@ -12,7 +12,8 @@ int kp_resolve_listen(const char *host, int port, struct sockaddr_storage *out)
 {
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0 || !res)
         return KP_EINVAL;

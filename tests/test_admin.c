@@ -49,14 +49,7 @@ static int fixture_setup(void **state)
 static int fixture_teardown(void **state)
 {
     fixture *fx = *state;
-    if (fx->proc.pid > 0) { /* still running: the test failed before stopping it */
-        kp_proc_wait_log(&fx->proc, "\x01never\x01", 200);
-        fprintf(stderr, "---- server log (pid %d) ----\n%s\n----\n", (int)fx->proc.pid,
-                fx->proc.log);
-        kill(fx->proc.pid, SIGKILL);
-        waitpid(fx->proc.pid, NULL, 0);
-        close(fx->proc.log_fd);
-    }
+    kp_proc_abandon(&fx->proc);
     free(fx);
     return 0;
 }

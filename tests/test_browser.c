@@ -16,17 +16,6 @@
 
 #include "testsupport.h"
 
-static int ws_port_of(kp_proc *p)
-{
-    assert_true(kp_proc_wait_log(p, "module=ws.server", 5000));
-    const char *line = strstr(p->log, "module=ws.server");
-    while (line > p->log && line[-1] != '\n')
-        line--;
-    const char *listen = strstr(line, "listen=\"127.0.0.1:");
-    assert_non_null(listen);
-    return atoi(listen + strlen("listen=\"127.0.0.1:"));
-}
-
 /* A one-page HTTP server on a thread: GET /kupool.html gets the page, anything else 404. Each
  * request is answered and the connection closed; it runs until the listening socket is shut. */
 typedef struct page_server {
@@ -111,7 +100,8 @@ static void test_browser_submits_over_websocket(void **state)
     page_server ps;
     page_server_start(&ps);
     char url[1024], user_dir[1100];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/kupool.html?port=%d", ps.port, ws_port_of(&p));
+    int ws_port = kp_proc_listen_port(&p, "ws.server", 5000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/kupool.html?port=%d", ps.port, ws_port);
     snprintf(user_dir, sizeof(user_dir), "--user-data-dir=%s", profile);
 
     pid_t pid = fork();

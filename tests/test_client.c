@@ -76,13 +76,7 @@ static int fixture_teardown(void **state)
     }
     for (size_t i = 0; i < fx->nservers; i++) {
         kp_proc *p = fx->servers[i];
-        if (p->pid > 0) {
-            kp_proc_wait_log(p, "\x01never\x01", 200);
-            fprintf(stderr, "---- server log (pid %d) ----\n%s\n----\n", (int)p->pid, p->log);
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, NULL, 0);
-            close(p->log_fd);
-        }
+        kp_proc_abandon(p);
         free(p);
     }
     free(fx);

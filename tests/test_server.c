@@ -54,13 +54,7 @@ static int fixture_teardown(void **state)
     fixture *fx = *state;
     for (size_t i = 0; i < fx->nprocs; i++) {
         kp_proc *p = fx->procs[i];
-        if (p->pid > 0) { /* still running: the test failed before stopping it */
-            kp_proc_wait_log(p, "\x01never\x01", 200);
-            fprintf(stderr, "---- server log (pid %d) ----\n%s\n----\n", (int)p->pid, p->log);
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, NULL, 0);
-            close(p->log_fd);
-        }
+        kp_proc_abandon(p);
         free(p);
     }
     free(fx);

@@ -80,17 +80,6 @@ static int ws_pump(conn *c, int timeout_ms)
     return 0;
 }
 
-static int ws_port_of(kp_proc *p)
-{
-    assert_true(kp_proc_wait_log(p, "module=ws.server", 5000));
-    const char *line = strstr(p->log, "module=ws.server");
-    while (line > p->log && line[-1] != '\n')
-        line--;
-    const char *listen = strstr(line, "listen=\"127.0.0.1:");
-    assert_non_null(listen);
-    return atoi(listen + strlen("listen=\"127.0.0.1:"));
-}
-
 static void conn_open(conn *c, kp_proc *p, int websocket)
 {
     memset(c, 0, sizeof(*c));
@@ -98,7 +87,7 @@ static void conn_open(conn *c, kp_proc *p, int websocket)
         c->fd = kp_connect(p->port, 0);
         return;
     }
-    c->fd = kp_connect(ws_port_of(p), 0);
+    c->fd = kp_connect(kp_proc_listen_port(p, "ws.server", 5000), 0);
     assert_int_equal(kp_ws_client_new(&client_cb, c, "127.0.0.1", "/kupool", 1 << 16, &c->ws), 0);
     uint64_t deadline = kp_test_now_ms() + TIMEOUT_MS;
     while (!c->open && !c->closed && kp_test_now_ms() < deadline)
@@ -296,7 +285,7 @@ static void test_websocket_edges(void **state)
     conn_close(&c);
 
     /* Not a WebSocket upgrade at all: an HTTP error, then close. */
-    int fd = kp_connect(ws_port_of(p), 0);
+    int fd = kp_connect(kp_proc_listen_port(p, "ws.server", 5000), 0);
     kp_sendf(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     char line[512];
     assert_true(kp_recv_line(fd, line, sizeof(line), TIMEOUT_MS) > 0);

@@ -181,6 +181,18 @@ int kp_proc_stop(kp_proc *proc, int sig, int timeout_ms)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+void kp_proc_abandon(kp_proc *proc)
+{
+    if (proc->pid <= 0)
+        return;
+    kp_proc_wait_log(proc, "\x01never\x01", 200); /* what it logged since the last read */
+    fprintf(stderr, "---- server log (pid %d) ----\n%s\n----\n", (int)proc->pid, proc->log);
+    kill(proc->pid, SIGKILL);
+    waitpid(proc->pid, NULL, 0);
+    close(proc->log_fd);
+    proc->pid = 0;
+}
+
 int kp_connect(int port, int may_fail)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -38,6 +38,10 @@ int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms);
  * after which the process is killed). Reads the rest of stderr into the log. */
 int kp_proc_stop(kp_proc *proc, int sig, int timeout_ms);
 
+/* For a fixture's teardown: if the process still runs (the test failed before stopping it), prints
+ * its log to stderr, SIGKILLs and reaps it. A no-op for a stopped process. */
+void kp_proc_abandon(kp_proc *proc);
+
 /* Connects to 127.0.0.1:port; returns the fd (or -1 when `may_fail` and connect failed). */
 int kp_connect(int port, int may_fail);
 
