@@ -114,33 +114,8 @@ static client_proc *client_start(fixture *fx, const char *const *args)
     c->out_fd = c->err_fd = -1;
     fx->clients[fx->nclients++] = c;
 
-    int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    const char *argv[40];
-    size_t argc = 0;
-    argv[argc++] = KP_CLIENT_BIN;
-    for (size_t i = 0; args[i] && argc < 39; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        close(out[0]);
-        close(out[1]);
-        close(err[0]);
-        close(err[1]);
-        putenv((char *)"KUP_LOG_LEVEL=info");
-        execv(KP_CLIENT_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    c->pid = pid;
-    c->out_fd = out[0];
-    c->err_fd = err[0];
+    const char *const env[] = {"KUP_LOG_LEVEL=info", NULL};
+    c->pid = kp_spawn(KP_CLIENT_BIN, args, env, &c->out_fd, &c->err_fd);
     return c;
 }
 

@@ -29,34 +29,8 @@ typedef struct child {
 
 static void spawn(child *ch, const char *const *args)
 {
-    const char *argv[32];
-    size_t argc = 0;
-    argv[argc++] = KP_MOCK_BIN;
-    for (size_t i = 0; args[i] && argc < 31; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        close(out[0]);
-        close(out[1]);
-        close(err[0]);
-        close(err[1]);
-        unsetenv("KUP_LOG_LEVEL");
-        unsetenv("KUP_LOG_FORMAT");
-        execv(KP_MOCK_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    ch->pid = pid;
-    ch->out_fd = out[0];
-    ch->err_fd = err[0];
+    const char *const env[] = {"KUP_LOG_LEVEL", "KUP_LOG_FORMAT", NULL}; /* the defaults */
+    ch->pid = kp_spawn(KP_MOCK_BIN, args, env, &ch->out_fd, &ch->err_fd);
 }
 
 /* Starts `kupool-mock srv -p PROTO -a ADDR` and returns its port, read from its log. */

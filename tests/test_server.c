@@ -1064,34 +1064,12 @@ typedef struct run_result {
  * streams; fails the test when it does not exit within 10 s. */
 static void run_server(const char *const *args, const char *env, run_result *res)
 {
-    int out_pipe[2], err_pipe[2];
-    assert_int_equal(pipe(out_pipe), 0);
-    assert_int_equal(pipe(err_pipe), 0);
-    const char *argv[32];
-    size_t argc = 0;
-    argv[argc++] = KP_SERVER_BIN;
-    for (size_t i = 0; args[i] && argc < 31; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(out_pipe[1], STDOUT_FILENO);
-        dup2(err_pipe[1], STDERR_FILENO);
-        close(out_pipe[0]);
-        close(out_pipe[1]);
-        close(err_pipe[0]);
-        close(err_pipe[1]);
-        if (env)
-            putenv((char *)env);
-        execv(KP_SERVER_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(out_pipe[1]);
-    close(err_pipe[1]);
+    const char *const envs[] = {env, NULL};
+    int out_fd, err_fd;
+    pid_t pid = kp_spawn(KP_SERVER_BIN, args, envs, &out_fd, &err_fd);
 
     size_t out_len = 0, err_len = 0;
-    struct pollfd pf[2] = {{.fd = out_pipe[0], .events = POLLIN}, {.fd = err_pipe[0], .events = POLLIN}};
+    struct pollfd pf[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
     uint64_t deadline = kp_test_now_ms() + 10000;
     while ((pf[0].fd >= 0 || pf[1].fd >= 0) && kp_test_now_ms() < deadline) {
         if (poll(pf, 2, 100) <= 0)

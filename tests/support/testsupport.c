@@ -109,50 +109,70 @@ int kp_proc_listen_port(kp_proc *proc, const char *module, int timeout_ms)
     return -1;
 }
 
-void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env)
+/* Redirects `fd` to the write end of `p` in a child. */
+static void child_stream(int p[2], int fd)
 {
-    memset(proc, 0, sizeof(*proc));
-    int pipefd[2];
-    assert_int_equal(pipe(pipefd), 0);
+    dup2(p[1], fd);
+    close(p[0]);
+    close(p[1]);
+}
+
+pid_t kp_spawn(const char *bin, const char *const *args, const char *const *env, int *out_fd,
+               int *err_fd)
+{
     const char *argv[64];
     size_t argc = 0;
-    argv[argc++] = KP_SERVER_BIN;
-    argv[argc++] = "-addr";
-    argv[argc++] = "127.0.0.1:0";
-    for (size_t i = 0; args && args[i] && argc < 62; i++)
+    argv[argc++] = bin;
+    for (size_t i = 0; args && args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
+    int out[2], err[2];
+    if (out_fd)
+        assert_int_equal(pipe(out), 0);
+    if (err_fd)
+        assert_int_equal(pipe(err), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        dup2(pipefd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        for (size_t i = 0; env && env[i]; i++)
-            putenv((char *)env[i]);
-        execv(KP_SERVER_BIN, (char *const *)argv);
+        if (out_fd)
+            child_stream(out, STDOUT_FILENO);
+        if (err_fd)
+            child_stream(err, STDERR_FILENO);
+        for (size_t i = 0; env && env[i]; i++) {
+            if (strchr(env[i], '='))
+                putenv((char *)env[i]);
+            else
+                unsetenv(env[i]);
+        }
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
-    close(pipefd[1]);
-    proc->pid = pid;
-    proc->log_fd = pipefd[0];
+    if (out_fd) {
+        close(out[1]);
+        *out_fd = out[0];
+    }
+    if (err_fd) {
+        close(err[1]);
+        *err_fd = err[0];
+    }
+    return pid;
+}
+
+void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env)
+{
+    memset(proc, 0, sizeof(*proc));
+    const char *all[64] = {"-addr", "127.0.0.1:0"};
+    size_t n = 2;
+    for (size_t i = 0; args && args[i] && n < 63; i++)
+        all[n++] = args[i];
+    all[n] = NULL;
+    proc->pid = kp_spawn(KP_SERVER_BIN, all, env, NULL, &proc->log_fd);
     if (!kp_proc_wait_log(proc, "module=tcp.server", 10000)) {
         fprintf(stderr, "server did not start; log:\n%s\n", proc->log);
-        kill(pid, SIGKILL);
+        kill(proc->pid, SIGKILL);
         fail();
     }
-    const char *p = strstr(proc->log, "listen=");
-    assert_non_null(p);
-    const char *colon = strchr(p, ':');
-    const char *last = colon;
-    while (colon && *colon != ' ' && *colon != '\n') { /* the port follows the last ':' */
-        if (*colon == ':')
-            last = colon;
-        colon++;
-    }
-    assert_non_null(last);
-    proc->port = atoi(last + 1);
-    assert_true(proc->port > 0);
+    proc->port = kp_proc_listen_port(proc, "tcp.server", 1000);
 }
 
 int kp_proc_stop(kp_proc *proc, int sig, int timeout_ms)

@@ -27,6 +27,12 @@ typedef struct kp_proc {
  * environment (may be NULL). */
 void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *env);
 
+/* Starts `bin args...` (args NULL-terminated, may be NULL). Each env entry "K=V" is set in the
+ * child, a bare "K" is unset. With out_fd / err_fd, that stream goes to a pipe whose read end is
+ * stored there; without, it is inherited. Returns the pid; the child exits 127 if exec fails. */
+pid_t kp_spawn(const char *bin, const char *const *args, const char *const *env, int *out_fd,
+               int *err_fd);
+
 /* Waits for the "started" line of `module` (e.g. "http.admin") and returns the port of its
  * listen="host:port"; fails the test if none appears within timeout_ms. */
 int kp_proc_listen_port(kp_proc *proc, const char *module, int timeout_ms);
