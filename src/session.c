@@ -316,10 +316,7 @@ static void ws_on_text(void *user, const char *msg, size_t len)
     kp_session *sess = user;
     if (sess->closing || sess->draining)
         return;
-    if (len > sess->server->cfg->max_msg) { /* ws.c enforces it too; keep one rule here */
-        close_too_long(sess);
-        return;
-    }
+    /* ws.c already closed (1009) any message over -max_msg: wslay's receive limit. */
     if (len)
         handle_message(sess, msg, len);
 }
