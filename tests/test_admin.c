@@ -92,21 +92,6 @@ static void response_free(http_response *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Sends what it can (the server may close early); returns 0 when all of it went out. */
-static int send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Reads until EOF (or reset, after which what arrived is kept). Fails on timeout. */
 static void read_to_eof(int fd, http_response *r, int timeout_ms)
 {
@@ -162,7 +147,7 @@ static void parse_response(http_response *r)
 static void http_raw(int port, const char *request, size_t len, http_response *r)
 {
     int fd = kp_connect(port, 0);
-    send_all(fd, request, len);
+    kp_try_send(fd, request, len);
     read_to_eof(fd, r, REPLY_TIMEOUT_MS);
     kp_close(fd);
     parse_response(r);
@@ -728,7 +713,7 @@ static void test_requests(void **state)
         int fd = kp_connect(port, 0);
         for (size_t off = 0; off < sizeof(slow) - 1; off += 5) {
             size_t n = sizeof(slow) - 1 - off < 5 ? sizeof(slow) - 1 - off : 5;
-            assert_int_equal(send_all(fd, slow + off, n), 0);
+            assert_int_equal(kp_try_send(fd, slow + off, n), 0);
             usleep(2000);
         }
         read_to_eof(fd, &r, REPLY_TIMEOUT_MS);
@@ -791,7 +776,7 @@ static void test_limits(void **state)
     int idle = kp_connect(port, 0);
     int half = kp_connect(port, 0);
     static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
-    assert_int_equal(send_all(half, partial, sizeof(partial) - 1), 0);
+    assert_int_equal(kp_try_send(half, partial, sizeof(partial) - 1), 0);
 
     /* Fill the remaining admin connections; the next one is closed at accept. */
     int extra[KP_ADMIN_MAX_CONNS];
@@ -811,7 +796,7 @@ static void test_limits(void **state)
     for (;;) {
         int fd = kp_connect(port, 0);
         static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        send_all(fd, get, sizeof(get) - 1);
+        kp_try_send(fd, get, sizeof(get) - 1);
         read_to_eof(fd, &r, REPLY_TIMEOUT_MS);
         kp_close(fd);
         if (r.raw_len > 0)

@@ -222,16 +222,7 @@ typedef struct peer {
 static int peer_send(void *user, const char *data, size_t len)
 {
     peer *p = user;
-    while (len > 0) {
-        ssize_t n = send(p->fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return kp_try_send(p->fd, data, len);
 }
 
 static void peer_text(void *user, const char *msg, size_t len)

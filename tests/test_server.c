@@ -333,22 +333,6 @@ static void client_close(client *c)
     c->fd = -1;
 }
 
-/* A write that may meet a connection the server already closed (over-long lines, refused
- * connections): returns -1 instead of failing. */
-static int send_may_fail(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -502,7 +486,7 @@ static void test_framing(void **state)
     client d = client_connect(p->port);
     authorize(&d, 1, "frame");
     for (int i = 0; i < 3; i++) {
-        if (send_may_fail(d.fd, huge + i * FRAME_MAX_MSG, FRAME_MAX_MSG) != 0)
+        if (kp_try_send(d.fd, huge + i * FRAME_MAX_MSG, FRAME_MAX_MSG) != 0)
             break; /* already closed */
         sleep_ms(20);
     }
@@ -512,7 +496,7 @@ static void test_framing(void **state)
     client e = client_connect(p->port);
     char *one_write = repeat('w', FRAME_MAX_MSG + 11);
     one_write[FRAME_MAX_MSG + 10] = '\n';
-    send_may_fail(e.fd, one_write, FRAME_MAX_MSG + 11);
+    kp_try_send(e.fd, one_write, FRAME_MAX_MSG + 11);
     expect_closed_silently(&e, 3000);
 
     /* The earlier sessions were not affected. */
@@ -543,7 +527,7 @@ static void test_overlong_after_valid(void **state)
     int n = snprintf(buf, sizeof(buf),
                      "{\"id\":5,\"method\":\"authorize\",\"params\":{\"username\":\"mixed\"}}\n%s\n",
                      junk);
-    send_may_fail(f.fd, buf, (size_t)n);
+    kp_try_send(f.fd, buf, (size_t)n);
     expect_authorized(&f, 5);
     expect_closed_silently(&f, 3000);
 
@@ -556,7 +540,7 @@ static void test_overlong_after_valid(void **state)
                  "{\"id\":2,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
                  ",\"client_nonce\":\"ab\",\"result\":\"%s\"}}\n%s",
                  g.job_id, result, junk);
-    send_may_fail(g.fd, buf, (size_t)n);
+    kp_try_send(g.fd, buf, (size_t)n);
     expect_ok(&g, 2);
     expect_closed_silently(&g, 3000);
 
@@ -581,7 +565,7 @@ static void test_overlong_pending_line(void **state)
     sleep_ms(50);
     kp_send(c.fd, line + 100, 100);
     sleep_ms(50);
-    send_may_fail(c.fd, line + 200, FRAME_MAX_MSG + 1 - 200);
+    kp_try_send(c.fd, line + 200, FRAME_MAX_MSG + 1 - 200);
     expect_closed_silently(&c, 3000);
 
     assert_int_equal(server_stop(p, SIGTERM), 0);
@@ -845,7 +829,7 @@ static void test_max_conns(void **state)
     client extra = client_connect(p->port);
     static const char auth_extra[] =
         "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"extra\"}}\n";
-    send_may_fail(extra.fd, auth_extra, sizeof(auth_extra) - 1);
+    kp_try_send(extra.fd, auth_extra, sizeof(auth_extra) - 1);
     expect_closed_silently(&extra, 1500);
     client_close(&extra);
     assert_true(kp_proc_wait_log(p, "connection refused", 3000));
@@ -858,7 +842,7 @@ static void test_max_conns(void **state)
         client n = client_connect(p->port);
         static const char auth_new[] =
             "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"newcomer\"}}\n";
-        send_may_fail(n.fd, auth_new, sizeof(auth_new) - 1);
+        kp_try_send(n.fd, auth_new, sizeof(auth_new) - 1);
         char buf[LINE_MAX_TEST];
         int r = kp_recv_line(n.fd, buf, sizeof(buf), 1000);
         if (r > 0) {

@@ -33,16 +33,7 @@ static int ws_send_cb(void *user, const char *data, size_t len)
     conn *c = user;
     /* The server may already have gone (it closes right after its close frame), so a failed
      * send ends this connection rather than the test. */
-    while (len > 0) {
-        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return kp_try_send(c->fd, data, len);
 }
 
 static void ws_text_cb(void *user, const char *msg, size_t len)

@@ -51,6 +51,10 @@ void kp_proc_abandon(kp_proc *proc);
 /* Connects to 127.0.0.1:port; returns the fd (or -1 when `may_fail` and connect failed). */
 int kp_connect(int port, int may_fail);
 
+/* Sends all of data, or returns -1 when the peer is gone (reset, closed); 0 on success. For a
+ * write that may meet a connection the server already closed. */
+int kp_try_send(int fd, const char *data, size_t len);
+
 /* Writes all bytes. */
 void kp_send(int fd, const char *data, size_t len);
 void kp_sendf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
