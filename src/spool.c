@@ -188,6 +188,25 @@ int kp_spool_append(kp_spool *sp, const kp_event *events, size_t n)
     return rc;
 }
 
+/* The line at the committed offset fills the whole read buffer. No event is that long
+ * (KP_EVENT_JSON_MAX), so it is garbage; if it is complete, step past it as one skipped line,
+ * or it would hide every event behind it for good. Clobbers sp->buf. */
+static int skip_overlong_line(kp_spool *sp, size_t *skipped)
+{
+    uint64_t pos = sp->committed + READ_CHUNK;
+    ssize_t got;
+    while ((got = pread(sp->fd, sp->buf, READ_CHUNK, (off_t)pos)) > 0) {
+        const char *nl = memchr(sp->buf, '\n', (size_t)got);
+        if (nl) {
+            sp->read_end = pos + (uint64_t)(nl - sp->buf) + 1;
+            (*skipped)++;
+            return 0;
+        }
+        pos += (uint64_t)got;
+    }
+    return got < 0 ? KP_EIO : 0; /* no end yet: a torn line, left as it is */
+}
+
 int kp_spool_read(kp_spool *sp, kp_event *out, size_t cap, size_t *n, size_t *skipped)
 {
     *n = 0;
@@ -212,6 +231,8 @@ int kp_spool_read(kp_spool *sp, kp_event *out, size_t cap, size_t *n, size_t *sk
         p = nl + 1;
     }
     sp->read_end = sp->committed + (uint64_t)(p - sp->buf);
+    if (p == sp->buf && got == READ_CHUNK)
+        return skip_overlong_line(sp, skipped);
     return 0;
 }
 
