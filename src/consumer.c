@@ -63,14 +63,14 @@ static bool record_batch(kp_consumer *c, size_t n)
         int rc = kp_stats_record(c->stats, c->batch, n);
         if (rc == 0) {
             if (delay)
-                KP_INFO(MODULE, "stats store recovered", "store=%s", c->stats->name);
+                KP_INFO(MODULE, "stats store recovered", KP_STR("store", c->stats->name));
             atomic_store(&c->failing, 0);
             return true;
         }
         atomic_fetch_add(&c->errors, 1);
         atomic_store(&c->failing, 2);
-        KP_WARN(MODULE, "stats write failed; retrying", "store=%s error=\"%s\" events=%zu",
-                c->stats->name, kp_strerror(rc), n);
+        KP_WARN(MODULE, "stats write failed; retrying", KP_STR("store", c->stats->name),
+                KP_QSTR("error", kp_strerror(rc)), KP_UINT("events", n));
         if (past_deadline(c))
             return false;
         backoff(c, &delay);
@@ -91,8 +91,8 @@ static void run(void *arg)
         if (rc != 0) {
             atomic_fetch_add(&c->errors, 1);
             atomic_store(&c->failing, 1);
-            KP_WARN(MODULE, "consume failed; retrying", "mq=%s error=\"%s\"", c->mq->name,
-                    kp_strerror(rc));
+            KP_WARN(MODULE, "consume failed; retrying", KP_STR("mq", c->mq->name),
+                    KP_QSTR("error", kp_strerror(rc)));
             backoff(c, &delay);
             continue;
         }
@@ -107,14 +107,14 @@ static void run(void *arg)
         if (!record_batch(c, n))
             break; /* unacknowledged: the queue redelivers it to the next consumer */
         if (c->die_after_commit && --c->die_after_commit == 0) {
-            KP_WARN(MODULE, "fault injection: dying between commit and ack", "events=%zu", n);
+            KP_WARN(MODULE, "fault injection: dying between commit and ack", KP_UINT("events", n));
             kp_log_close();
             raise(SIGKILL);
         }
         rc = kp_mq_ack(c->mq);
         if (rc != 0) {
             /* Counted but not acknowledged: the redelivery is deduplicated by event_id. */
-            KP_WARN(MODULE, "ack failed", "mq=%s error=\"%s\"", c->mq->name, kp_strerror(rc));
+            KP_WARN(MODULE, "ack failed", KP_STR("mq", c->mq->name), KP_QSTR("error", kp_strerror(rc)));
         }
         atomic_fetch_add(&c->counted, n);
     }

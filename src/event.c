@@ -13,11 +13,13 @@
 #include <cjson/cJSON.h>
 
 #include "codec.h" /* KP_JSON_INT_MAX: the same exact-double limit as on the wire */
+#include "json_escape.h"
 #include "kupool/error.h"
+#include "utc_time.h"
 
 #define MS_PER_MINUTE 60000
 #define MS_PER_SECOND 1000
-#define TS_TEXT_LEN (sizeof("2026-11-24T20:31:05.123Z") - 1)
+#define TS_TEXT_LEN ((size_t)KP_UTC_MS_LEN)
 
 /* Floor, not C's truncation: -1 ms belongs to the minute that starts at -60 s. */
 static int64_t floor_div(int64_t a, int64_t b)
@@ -56,36 +58,18 @@ static void put_text(json_writer *w, const char *s)
     put_bytes(w, s, strlen(s));
 }
 
-/* Writes s as a JSON string body. Bytes >= 0x80 pass through: usernames are already valid
- * UTF-8 (the codec checked them), and JSON carries UTF-8 as is. */
+/* Writes s as a JSON string body through the one escaper (src/json_escape.h). Usernames are
+ * already valid UTF-8 without controls (the codec checked them), so they pass through as is. */
 static void put_escaped(json_writer *w, const char *s, size_t n)
 {
-    size_t run = 0; /* start of the pending stretch that needs no escaping */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char hex[7];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                snprintf(hex, sizeof(hex), "\\u%04x", c);
-                esc = hex;
-            }
-        }
-        if (esc == NULL)
-            continue;
-        put_bytes(w, s + run, i - run);
-        put_text(w, esc);
-        run = i + 1;
+    if (w->full || w->cap - w->len <= 1) { /* keep one byte for the terminating NUL */
+        w->full = true;
+        return;
     }
-    put_bytes(w, s + run, n - run);
+    size_t used;
+    w->len += kp_json_escape(w->buf + w->len, w->cap - w->len - 1, s, n, &used);
+    if (used != n)
+        w->full = true;
 }
 
 /* A field of a kp_event must be NUL-terminated inside its array. */
@@ -107,20 +91,7 @@ static void put_string_field(json_writer *w, const char *key, const char *value,
  * four-digit form, so they are refused rather than written in a shape the reader rejects. */
 static bool format_ts(int64_t ts_ms, char *out)
 {
-    int64_t secs = floor_div(ts_ms, MS_PER_SECOND);
-    int ms = (int)(ts_ms % MS_PER_SECOND); /* not ts_ms - secs * 1000: that overflows near INT64_MIN */
-    if (ms < 0)
-        ms += MS_PER_SECOND;
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if ((int64_t)t != secs || gmtime_r(&t, &tm) == NULL)
-        return false;
-    if (tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
-        return false;
-    int n = snprintf(out, TS_TEXT_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ms);
-    return n == (int)TS_TEXT_LEN;
+    return kp_format_utc_ms(ts_ms, out, TS_TEXT_LEN + 1) == (int)TS_TEXT_LEN;
 }
 
 int kp_event_to_json(const kp_event *ev, char *buf, size_t cap)

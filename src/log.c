@@ -11,7 +11,8 @@
  *    exits) or written straight to stderr: none is lost in between.
  *
  * kp_log_open/kp_log_close are meant to be called from one thread (main), not concurrently with
- * each other; kp_log and kp_log_enabled may be called from any thread at any time. */
+ * each other; kp_log_fields (and the kp_log shim) and kp_log_enabled may be called from any
+ * thread at any time. */
 #include "log.h"
 
 #include <errno.h>
@@ -28,13 +29,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <math.h>
+
+#include "json_escape.h"
 #include "kupool/error.h"
+#include "utf8.h"
 
 enum {
     KP_LOG_LINE_BYTES = 4096,    /* longest line, "\n" included; longer ones are truncated */
     KP_LOG_QUEUE_BYTES = 1 << 20, /* bytes of lines waiting for the writer */
-    KP_LOG_MODULE_MAX = 128,     /* longest module name kept in a line */
-    KP_LOG_TS_BYTES = 25         /* "2026-11-24T20:31:05.123Z" + NUL */
+    KP_LOG_MODULE_MAX = 128      /* longest module name kept in a line */
 };
 
 static const char *const level_upper[] = {
@@ -176,27 +180,127 @@ static bool out_str(outbuf *o, const char *s)
     return out_put(o, s, strlen(s));
 }
 
-/* `s` as a quoted kv value ("..." with \" and \\ escaped), cut to fit buf[cap >= 3]. */
-static const char *quote_value(const char *s, char *buf, size_t cap)
+/* Shortest "%.Ng" that reads back as the same double; NaN and infinities have no JSON or
+ * unambiguous text form and are written as words (the caller quotes them in JSON). */
+static int format_double(double v, char *buf, size_t cap, bool *is_number)
 {
-    size_t w = 0;
-    buf[w++] = '"';
-    for (; *s != '\0'; s++) {
-        bool esc = *s == '"' || *s == '\\';
-        if (w + (esc ? 2 : 1) + 2 > cap) {
-            break;
-        }
-        if (esc) {
-            buf[w++] = '\\';
-        }
-        buf[w++] = *s;
+    *is_number = isfinite(v);
+    if (isnan(v)) {
+        return snprintf(buf, cap, "nan");
     }
-    buf[w++] = '"';
-    buf[w] = '\0';
-    return buf;
+    if (isinf(v)) {
+        return snprintf(buf, cap, v < 0 ? "-inf" : "inf");
+    }
+    int n = snprintf(buf, cap, "%.15g", v);
+    if (strtod(buf, NULL) != v) {
+        n = snprintf(buf, cap, "%.17g", v);
+    }
+    return n;
+}
+
+/* A number, bool or float field value as text; *is_number is false for nan/inf. */
+static size_t format_scalar(const kp_log_field *f, char *buf, size_t cap, bool *is_number)
+{
+    int n = 0;
+    *is_number = true;
+    switch (f->type) {
+    case KP_LOG_FIELD_INT: n = snprintf(buf, cap, "%lld", (long long)f->v.i); break;
+    case KP_LOG_FIELD_UINT: n = snprintf(buf, cap, "%llu", (unsigned long long)f->v.u); break;
+    case KP_LOG_FIELD_BOOL: n = snprintf(buf, cap, "%s", f->v.b ? "true" : "false"); break;
+    case KP_LOG_FIELD_FLOAT: n = format_double(f->v.f, buf, cap, is_number); break;
+    default: break;
+    }
+    return n > 0 ? (size_t)n : 0;
+}
+
+static bool is_string_field(const kp_log_field *f)
+{
+    return f->type == KP_LOG_FIELD_STR || f->type == KP_LOG_FIELD_QSTR;
 }
 
 /* ---- text format ------------------------------------------------------------------------ */
+
+enum { TEXT_ESCAPE_MAX = 4 }; /* "\xNN", or one UTF-8 character */
+
+/* The text form of the character at s[0..n) inside a quoted value; returns its length, sets *in
+ * to the input bytes it stands for and *plain to whether it could also stand unquoted. */
+static size_t text_escape_char(const unsigned char *s, size_t n, char out[TEXT_ESCAPE_MAX],
+                               size_t *in, bool *plain)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = s[0];
+    *in = 1;
+    *plain = false;
+    switch (c) {
+    case '"': memcpy(out, "\\\"", 2); return 2;
+    case '\\': memcpy(out, "\\\\", 2); return 2;
+    case '\n': memcpy(out, "\\n", 2); return 2;
+    case '\r': memcpy(out, "\\r", 2); return 2;
+    case '\t': memcpy(out, "\\t", 2); return 2;
+    default: break;
+    }
+    if (c >= 0x80) {
+        size_t len = kp_utf8_char_len(s, n);
+        if (len > 0) {
+            memcpy(out, s, len);
+            *in = len;
+            *plain = true;
+            return len;
+        }
+    }
+    if (c < 0x20 || c >= 0x7f) { /* control, DEL, or a byte of no UTF-8 character */
+        out[0] = '\\';
+        out[1] = 'x';
+        out[2] = hex[c >> 4];
+        out[3] = hex[c & 0xf];
+        return 4;
+    }
+    out[0] = (char)c;
+    *plain = c != ' ' && c != '=';
+    return 1;
+}
+
+/* True when s[0..n) can be written without quotes and still read as one value. */
+static bool text_plain(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        char piece[TEXT_ESCAPE_MAX];
+        size_t in;
+        bool plain;
+        text_escape_char(u + i, n - i, piece, &in, &plain);
+        if (!plain) {
+            return false;
+        }
+        i += in;
+    }
+    return n > 0;
+}
+
+/* Puts whole characters of s[0..n) (escaped when `quoted`), keeping `reserve` bytes of room.
+ * Returns true when all of it fit. */
+static bool text_put_chars(outbuf *o, const char *s, size_t n, bool quoted, size_t reserve)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        char piece[TEXT_ESCAPE_MAX];
+        size_t in;
+        bool plain;
+        size_t len = text_escape_char(u + i, n - i, piece, &in, &plain);
+        if (!quoted) { /* text_plain() said every character stands as is */
+            len = in;
+            memcpy(piece, u + i, in);
+        }
+        if (out_room(o) < len + reserve) {
+            return false;
+        }
+        out_put(o, piece, len);
+        i += in;
+    }
+    return true;
+}
 
 /* Control characters would break the one-line-per-record framing: they become spaces. */
 static void text_sanitize(char *s, size_t n)
@@ -208,8 +312,90 @@ static void text_sanitize(char *s, size_t n)
     }
 }
 
+/* Puts raw s[0..n) (message or shim text) with control bytes as spaces; cut to fit at a
+ * character boundary. Returns true when all of it fit. */
+static bool text_put_raw(outbuf *o, const char *s, size_t n)
+{
+    bool whole = n <= out_room(o);
+    if (!whole) {
+        n = utf8_trim(s, out_room(o));
+    }
+    size_t start = o->len;
+    out_put(o, s, n);
+    text_sanitize(o->data + start, n);
+    return whole;
+}
+
+/* Keys are program constants; anything unexpected in one still cannot fake a separator. */
+static void text_put_key(outbuf *o, const char *key)
+{
+    for (const char *k = key != NULL ? key : "-"; *k != '\0' && out_room(o) > 0; k++) {
+        char c = *k;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        out_put(o, ok ? &c : "_", 1);
+    }
+}
+
+/* How much of a field made it into the line. */
+typedef enum text_put {
+    TEXT_WHOLE,
+    TEXT_CUT,       /* the line needs "..." after what was put */
+    TEXT_CUT_MARKED /* a quoted value was cut and ends in ..." already */
+} text_put;
+
+/* Puts " key=value". What fits of a string value is kept (a quoted one is closed, with the
+ * "..." inside the quotes so that the line still reads as key=value pairs); anything else that
+ * does not fit is left out whole. The "..." uses the room format_text keeps past o->cap. */
+static text_put text_put_field(outbuf *o, const kp_log_field *f, size_t ellipsis_room)
+{
+    size_t mark = o->len;
+    if (f->type == KP_LOG_FIELD_LEGACY_KV) {
+        if (!out_put(o, " ", 1)) {
+            return TEXT_CUT;
+        }
+        return text_put_raw(o, f->v.s.p, f->v.s.n) ? TEXT_WHOLE : TEXT_CUT;
+    }
+    if (!out_put(o, " ", 1)) {
+        return TEXT_CUT;
+    }
+    text_put_key(o, f->key);
+    if (!out_put(o, "=", 1)) {
+        o->len = mark;
+        return TEXT_CUT;
+    }
+    if (is_string_field(f)) {
+        bool quoted = f->type == KP_LOG_FIELD_QSTR || !text_plain(f->v.s.p, f->v.s.n);
+        if (!quoted) {
+            return text_put_chars(o, f->v.s.p, f->v.s.n, false, 0) ? TEXT_WHOLE : TEXT_CUT;
+        }
+        if (!out_put(o, "\"", 1)) {
+            o->len = mark;
+            return TEXT_CUT;
+        }
+        bool whole = text_put_chars(o, f->v.s.p, f->v.s.n, true, 1);
+        if (whole) {
+            out_put(o, "\"", 1); /* room was reserved */
+            return TEXT_WHOLE;
+        }
+        o->cap += ellipsis_room;
+        out_put(o, "...\"", 4);
+        o->cap -= ellipsis_room;
+        return TEXT_CUT_MARKED;
+    }
+    char num[64];
+    bool is_number;
+    size_t n = format_scalar(f, num, sizeof num, &is_number);
+    if (!out_put(o, num, n)) {
+        o->len = mark;
+        return TEXT_CUT;
+    }
+    return TEXT_WHOLE;
+}
+
 static size_t format_text(char *line, size_t cap, const char *ts, kp_log_level level,
-                          const char *module, const char *msg, const char *kv_fmt, va_list ap)
+                          const char *module, const char *msg, const kp_log_field *fields,
+                          size_t n_fields)
 {
     /* The tail " module=X\n" is always kept, so a truncated line still ends like every other. */
     char tail[KP_LOG_MODULE_MAX + 16];
@@ -219,42 +405,18 @@ static size_t format_text(char *line, size_t cap, const char *ts, kp_log_level l
 
     const size_t ellipsis = 3;
     outbuf o = {.data = line, .len = 0, .cap = cap - (size_t)tail_len - ellipsis};
-    bool truncated = false;
 
     out_str(&o, ts);
     out_put(&o, " ", 1);
     out_str(&o, level_upper[level]);
     out_put(&o, " ", 1);
-    size_t msg_start = o.len;
-    size_t msg_len = strlen(msg);
-    if (msg_len > out_room(&o)) {
-        msg_len = utf8_trim(msg, out_room(&o));
-        truncated = true;
-    }
-    out_put(&o, msg, msg_len);
-    text_sanitize(line + msg_start, msg_len);
-
-    if (!truncated && kv_fmt != NULL && kv_fmt[0] != '\0' && out_room(&o) > 1) {
-        size_t kv_start = o.len + 1;
-        /* vsnprintf may put its NUL at o.cap: still inside `line`, since the tail follows. */
-        int n = vsnprintf(line + kv_start, out_room(&o), kv_fmt, ap);
-        if (n > 0) {
-            size_t kv_len = (size_t)n;
-            size_t fits = out_room(&o) - 1;
-            if (kv_len > fits) {
-                kv_len = utf8_trim(line + kv_start, fits);
-                truncated = true;
-            }
-            line[o.len] = ' ';
-            text_sanitize(line + kv_start, kv_len);
-            o.len = kv_start + kv_len;
-        }
-    } else if (!truncated && kv_fmt != NULL && kv_fmt[0] != '\0') {
-        truncated = true;
+    text_put put = text_put_raw(&o, msg, strlen(msg)) ? TEXT_WHOLE : TEXT_CUT;
+    for (size_t i = 0; put == TEXT_WHOLE && i < n_fields; i++) {
+        put = text_put_field(&o, &fields[i], ellipsis);
     }
 
     o.cap = cap;
-    if (truncated) {
+    if (put == TEXT_CUT) {
         out_put(&o, "...", ellipsis);
     }
     out_put(&o, tail, (size_t)tail_len);
@@ -263,212 +425,65 @@ static size_t format_text(char *line, size_t cap, const char *ts, kp_log_level l
 
 /* ---- JSON format ------------------------------------------------------------------------ */
 
-/* Escape of one byte as a JSON string character; returns its length (1..6). */
-static size_t json_escape_byte(unsigned char c, char esc[7])
-{
-    switch (c) {
-    case '"': memcpy(esc, "\\\"", 2); return 2;
-    case '\\': memcpy(esc, "\\\\", 2); return 2;
-    case '\n': memcpy(esc, "\\n", 2); return 2;
-    case '\r': memcpy(esc, "\\r", 2); return 2;
-    case '\t': memcpy(esc, "\\t", 2); return 2;
-    case '\b': memcpy(esc, "\\b", 2); return 2;
-    case '\f': memcpy(esc, "\\f", 2); return 2;
-    default: break;
-    }
-    if (c < 0x20) {
-        snprintf(esc, 7, "\\u%04x", (unsigned)c);
-        return 6;
-    }
-    esc[0] = (char)c;
-    return 1;
-}
-
 /* Puts s[0..n) as a JSON string. If it does not fit, puts as much as fits followed by "..." and
  * returns 1; returns 0 when whole, -1 (nothing written) when not even "..." fits. */
 static int json_put_string(outbuf *o, const char *s, size_t n)
 {
-    char esc[7];
-    size_t need = 2;
-    for (size_t i = 0; i < n; i++) {
-        need += json_escape_byte((unsigned char)s[i], esc);
-    }
-    if (need <= out_room(o)) {
-        out_put(o, "\"", 1);
-        for (size_t i = 0; i < n; i++) {
-            out_put(o, esc, json_escape_byte((unsigned char)s[i], esc));
+    size_t used;
+    size_t room = out_room(o);
+    if (room >= 2) {
+        size_t w = kp_json_escape(o->data + o->len + 1, room - 2, s, n, &used);
+        if (used == n) {
+            o->data[o->len] = '"';
+            o->data[o->len + 1 + w] = '"';
+            o->len += w + 2;
+            return 0;
         }
-        out_put(o, "\"", 1);
-        return 0;
     }
-    if (out_room(o) < 5) { /* "..." */
+    if (room < 5) { /* "..." */
         return -1;
     }
-    out_put(o, "\"", 1);
-    size_t start = o->len;
-    for (size_t i = 0; i < n; i++) {
-        size_t elen = json_escape_byte((unsigned char)s[i], esc);
-        if (out_room(o) < elen + 4) {
-            break;
-        }
-        out_put(o, esc, elen);
-    }
-    /* Escapes are ASCII, so only raw multi-byte characters can be cut here. */
-    o->len = start + utf8_trim(o->data + start, o->len - start);
-    out_put(o, "...\"", 4);
+    size_t w = kp_json_escape(o->data + o->len + 1, room - 5, s, n, &used);
+    o->data[o->len] = '"';
+    memcpy(o->data + o->len + 1 + w, "...\"", 4);
+    o->len += w + 5;
     return 1;
 }
 
-/* True when s[0..n) is a JSON number (the grammar of RFC 8259), so it can be emitted verbatim. */
-static bool is_json_number(const char *s, size_t n)
-{
-    size_t i = 0;
-    if (i < n && s[i] == '-') {
-        i++;
-    }
-    if (i >= n) {
-        return false;
-    }
-    if (s[i] == '0') {
-        i++;
-    } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            i++;
-        }
-    } else {
-        return false;
-    }
-    if (i < n && s[i] == '.') {
-        i++;
-        size_t digits = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            i++;
-        }
-        if (i == digits) {
-            return false;
-        }
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-')) {
-            i++;
-        }
-        size_t digits = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            i++;
-        }
-        if (i == digits) {
-            return false;
-        }
-    }
-    return i == n;
-}
-
-static bool is_json_bool(const char *s, size_t n)
-{
-    return (n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0);
-}
-
-/* Removes the quotes of a value that starts with '"', honouring \" and \\ inside, in place
- * (the result is never longer). Text after the closing quote is kept as is. Returns the new
- * length. */
-static size_t unquote_in_place(char *s, size_t n)
-{
-    size_t r = 1;
-    size_t w = 0;
-    while (r < n) {
-        char c = s[r];
-        if (c == '\\' && r + 1 < n && (s[r + 1] == '"' || s[r + 1] == '\\')) {
-            s[w++] = s[r + 1];
-            r += 2;
-        } else if (c == '"') {
-            r++;
-            memmove(s + w, s + r, n - r);
-            return w + (n - r);
-        } else {
-            s[w++] = c;
-            r++;
-        }
-    }
-    return w; /* no closing quote: everything after the opening one */
-}
-
-/* Appends one `,"key":value` member. Returns 0 when whole, 1 when the value was cut (the line is
- * then full), -1 when nothing was written because it does not fit. */
-static int json_put_member(outbuf *o, const char *key, size_t key_len, char *val, size_t val_len)
+/* Puts ,"key":value. Returns false when the member was cut or left out. */
+static bool json_put_field(outbuf *o, const kp_log_field *f)
 {
     size_t mark = o->len;
-    bool quoted = val_len > 0 && val[0] == '"';
-    if (quoted) {
-        val_len = unquote_in_place(val, val_len);
-    }
-    if (!out_put(o, ",", 1) || json_put_string(o, key, key_len) != 0 || !out_put(o, ":", 1)) {
+    const char *key = f->type == KP_LOG_FIELD_LEGACY_KV ? "kv" : (f->key ? f->key : "-");
+    if (!out_put(o, ",", 1) || json_put_string(o, key, strlen(key)) != 0 || !out_put(o, ":", 1)) {
         o->len = mark;
-        return -1;
+        return false;
     }
-    if (!quoted && (is_json_number(val, val_len) || is_json_bool(val, val_len))) {
-        if (out_put(o, val, val_len)) {
-            return 0;
+    if (is_string_field(f) || f->type == KP_LOG_FIELD_LEGACY_KV) {
+        int rc = json_put_string(o, f->v.s.p, f->v.s.n);
+        if (rc < 0) {
+            o->len = mark;
         }
+        return rc == 0;
+    }
+    char num[64];
+    bool is_number;
+    size_t n = format_scalar(f, num, sizeof num, &is_number);
+    bool ok = is_number ? out_put(o, num, n) : json_put_string(o, num, n) == 0;
+    if (!ok) {
         o->len = mark;
-        return -1;
     }
-    int rc = json_put_string(o, val, val_len);
-    if (rc < 0) {
-        o->len = mark;
-    }
-    return rc;
-}
-
-/* Splits kv[0..n) on spaces outside double quotes and appends a member per key=value token (a
- * token without '=' becomes "token":true). Returns false when something was left out. */
-static bool json_put_kv(outbuf *o, char *kv, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && kv[i] == ' ') {
-            i++;
-        }
-        if (i >= n) {
-            break;
-        }
-        size_t start = i;
-        bool in_quotes = false;
-        while (i < n && (in_quotes || kv[i] != ' ')) {
-            if (in_quotes && kv[i] == '\\' && i + 1 < n) {
-                i += 2;
-                continue;
-            }
-            if (kv[i] == '"') {
-                in_quotes = !in_quotes;
-            }
-            i++;
-        }
-        char *tok = kv + start;
-        size_t tok_len = i - start;
-        char *eq = memchr(tok, '=', tok_len);
-        int rc;
-        if (eq == NULL) {
-            char yes[] = "true";
-            rc = json_put_member(o, tok, tok_len, yes, 4);
-        } else {
-            size_t key_len = (size_t)(eq - tok);
-            rc = json_put_member(o, tok, key_len, eq + 1, tok_len - key_len - 1);
-        }
-        if (rc != 0) {
-            return false;
-        }
-    }
-    return true;
+    return ok;
 }
 
 static size_t format_json(char *line, size_t cap, const char *ts, kp_log_level level,
-                          const char *module, const char *msg, const char *kv_fmt, va_list ap)
+                          const char *module, const char *msg, const kp_log_field *fields,
+                          size_t n_fields)
 {
     static const char truncated_member[] = ",\"truncated\":true";
 
     /* The tail is built first and always kept: a cut line stays one valid object. */
-    char tail[KP_LOG_MODULE_MAX * 6 + 32];
+    char tail[KP_LOG_MODULE_MAX * KP_JSON_ESCAPE_MAX + 32];
     outbuf t = {.data = tail, .len = 0, .cap = sizeof tail};
     out_str(&t, ",\"module\":");
     json_put_string(&t, module, strnlen(module, KP_LOG_MODULE_MAX));
@@ -480,25 +495,13 @@ static size_t format_json(char *line, size_t cap, const char *ts, kp_log_level l
     out_str(&o, "\",\"level\":\"");
     out_str(&o, level_lower[level]);
     out_str(&o, "\",\"msg\":");
-    bool truncated = json_put_string(&o, msg, strlen(msg)) != 0;
-
-    if (!truncated && kv_fmt != NULL && kv_fmt[0] != '\0') {
-        char kv[KP_LOG_LINE_BYTES];
-        int n = vsnprintf(kv, sizeof kv, kv_fmt, ap);
-        if (n > 0) {
-            size_t kv_len = (size_t)n;
-            if (kv_len >= sizeof kv) {
-                kv_len = utf8_trim(kv, sizeof kv - 1);
-                truncated = true;
-            }
-            if (!json_put_kv(&o, kv, kv_len)) {
-                truncated = true;
-            }
-        }
+    bool whole = json_put_string(&o, msg, strlen(msg)) == 0;
+    for (size_t i = 0; whole && i < n_fields; i++) {
+        whole = json_put_field(&o, &fields[i]);
     }
 
     o.cap = cap;
-    if (truncated) {
+    if (!whole) {
         out_put(&o, truncated_member, sizeof truncated_member - 1);
     }
     out_put(&o, tail, t.len);
@@ -509,10 +512,12 @@ static size_t format_json(char *line, size_t cap, const char *ts, kp_log_level l
 
 /* Formats one complete line ("\n" included) into line[KP_LOG_LINE_BYTES]; returns its length. */
 static size_t format_line(char *line, kp_log_format format, kp_log_level level, const char *module,
-                          const char *msg, const char *kv_fmt, va_list ap)
+                          const char *msg, const kp_log_field *fields, size_t n_fields)
 {
-    char ts[KP_LOG_TS_BYTES];
-    kp_format_utc_ms(now_ms(), ts, sizeof ts);
+    char ts[KP_UTC_MS_LEN + 1];
+    if (kp_format_utc_ms(now_ms(), ts, sizeof ts) < 0) {
+        snprintf(ts, sizeof ts, "0000-00-00T00:00:00.000Z"); /* a clock beyond year 9999 */
+    }
     level = clamp_level(level);
     if (module == NULL) {
         module = "-";
@@ -521,23 +526,16 @@ static size_t format_line(char *line, kp_log_format format, kp_log_level level, 
         msg = "";
     }
     if (format == KP_LOG_JSON) {
-        return format_json(line, KP_LOG_LINE_BYTES, ts, level, module, msg, kv_fmt, ap);
+        return format_json(line, KP_LOG_LINE_BYTES, ts, level, module, msg, fields, n_fields);
     }
-    return format_text(line, KP_LOG_LINE_BYTES, ts, level, module, msg, kv_fmt, ap);
+    return format_text(line, KP_LOG_LINE_BYTES, ts, level, module, msg, fields, n_fields);
 }
 
-static size_t format_linef(char *line, kp_log_level level, const char *module, const char *msg,
-                           const char *kv_fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static size_t format_linef(char *line, kp_log_level level, const char *module, const char *msg,
-                           const char *kv_fmt, ...)
+static size_t format_line_now(char *line, kp_log_level level, const char *module,
+                              const char *msg, const kp_log_field *fields, size_t n_fields)
 {
-    va_list ap;
-    va_start(ap, kv_fmt);
-    size_t n = format_line(line, (kp_log_format)atomic_load(&lg.format), level, module, msg,
-                           kv_fmt, ap);
-    va_end(ap);
-    return n;
+    return format_line(line, (kp_log_format)atomic_load(&lg.format), level, module, msg, fields,
+                       n_fields);
 }
 
 /* ---- writer thread ---------------------------------------------------------------------- */
@@ -591,10 +589,9 @@ static void rotate(void)
         lg.fd = STDERR_FILENO;
         lg.own_fd = false;
         char line[KP_LOG_LINE_BYTES];
-        char path[KP_LOG_LINE_BYTES / 2];
-        size_t n = format_linef(line, KP_LOG_ERROR, "log", "cannot reopen log file after rotation",
-                                "path=%s error=\"%s\"", quote_value(lg.path, path, sizeof path),
-                                strerror(err));
+        const kp_log_field f[] = {KP_QSTR("path", lg.path), KP_QSTR("error", strerror(err))};
+        size_t n = format_line_now(line, KP_LOG_ERROR, "log",
+                                   "cannot reopen log file after rotation", f, 2);
         write_all(STDERR_FILENO, line, n);
     }
 }
@@ -666,8 +663,8 @@ static void *writer_main(void *arg)
         lost = 0;
         if (dropped > 0) {
             char line[KP_LOG_LINE_BYTES];
-            size_t n = format_linef(line, KP_LOG_WARN, "log", "log lines dropped",
-                                    "count=%llu", (unsigned long long)dropped);
+            const kp_log_field f[] = {KP_UINT("count", dropped)};
+            size_t n = format_line_now(line, KP_LOG_WARN, "log", "log lines dropped", f, 1);
             lost += write_batch(line, n);
         }
         lost += write_batch(batch, batch_len);
@@ -727,9 +724,8 @@ int kp_log_open(const kp_log_options *opts)
         lg.fd = open_log_file(lg.path, false, &lg.size);
         if (lg.fd < 0) {
             int err = errno;
-            char path[KP_LOG_LINE_BYTES / 2];
-            KP_ERROR("log", "cannot open log file", "path=%s error=\"%s\"",
-                     quote_value(opts->file, path, sizeof path), strerror(err));
+            KP_ERROR("log", "cannot open log file", KP_QSTR("path", opts->file),
+                     KP_QSTR("error", strerror(err)));
             release_resources();
             return KP_EIO;
         }
@@ -774,19 +770,9 @@ int kp_log_enabled(kp_log_level level)
     return (int)level >= atomic_load_explicit(&lg.level, memory_order_relaxed);
 }
 
-void kp_log(kp_log_level level, const char *module, const char *msg, const char *kv_fmt, ...)
+/* Queues (or, while closed, writes) one formatted line. */
+static void emit(kp_log_level level, const char *line, size_t n)
 {
-    if (!kp_log_enabled(level)) {
-        return;
-    }
-    char line[KP_LOG_LINE_BYTES];
-    va_list ap;
-    va_start(ap, kv_fmt);
-    size_t n = format_line(line, (kp_log_format)atomic_load_explicit(&lg.format,
-                                                                     memory_order_relaxed),
-                           level, module, msg, kv_fmt, ap);
-    va_end(ap);
-
     pthread_mutex_lock(&lg.mu);
     if (!lg.open) {
         pthread_mutex_unlock(&lg.mu);
@@ -806,6 +792,73 @@ void kp_log(kp_log_level level, const char *module, const char *msg, const char 
         lg.pending_len += n;
     }
     pthread_mutex_unlock(&lg.mu);
+}
+
+void kp_log_fields(kp_log_level level, const char *module, const char *msg,
+                   const kp_log_field *fields, size_t n)
+{
+    if (!kp_log_enabled(level)) {
+        return;
+    }
+    char line[KP_LOG_LINE_BYTES];
+    kp_log_format format = (kp_log_format)atomic_load_explicit(&lg.format, memory_order_relaxed);
+    size_t len = format_line(line, format, level, module, msg, fields, n);
+    emit(level, line, len);
+}
+
+void kp_log_fieldsv_(kp_log_level level, const char *module, const char *msg, size_t n, ...)
+{
+    kp_log_field fields[KP_LOG_FIELDS_MAX];
+    if (n > KP_LOG_FIELDS_MAX) { /* the macros cannot pass more; a direct caller might */
+        n = KP_LOG_FIELDS_MAX;
+    }
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++) {
+        fields[i] = va_arg(ap, kp_log_field);
+    }
+    va_end(ap);
+    kp_log_fields(level, module, msg, fields, n);
+}
+
+/* DEPRECATED (see log.h): the formatted text is one legacy field, never re-parsed. */
+static void log_printf(kp_log_level level, const char *module, const char *msg,
+                       const char *kv_fmt, va_list ap)
+{
+    if (!kp_log_enabled(level)) {
+        return;
+    }
+    if (kv_fmt == NULL || kv_fmt[0] == '\0') {
+        kp_log_fields(level, module, msg, NULL, 0);
+        return;
+    }
+    char kv[KP_LOG_LINE_BYTES]; /* longer than any line: a cut here is cut again, and flagged */
+    int n = vsnprintf(kv, sizeof kv, kv_fmt, ap);
+    if (n <= 0) {
+        kp_log_fields(level, module, msg, NULL, 0);
+        return;
+    }
+    size_t len = (size_t)n < sizeof kv ? (size_t)n : utf8_trim(kv, sizeof kv - 1);
+    kp_log_field f = kp_log_strn_(NULL, KP_LOG_FIELD_LEGACY_KV, kv, len);
+    kp_log_fields(level, module, msg, &f, 1);
+}
+
+void kp_log(kp_log_level level, const char *module, const char *msg, const char *kv_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, kv_fmt);
+    log_printf(level, module, msg, kv_fmt, ap);
+    va_end(ap);
+}
+
+void kp_log_printf_(kp_log_level level, const char *module, const char *msg, size_t n,
+                    const char *kv_fmt, ...)
+{
+    (void)n;
+    va_list ap;
+    va_start(ap, kv_fmt);
+    log_printf(level, module, msg, kv_fmt, ap);
+    va_end(ap);
 }
 
 int kp_log_level_parse(const char *text, kp_log_level *out)
@@ -836,35 +889,4 @@ int kp_log_format_parse(const char *text, kp_log_format *out)
         return 0;
     }
     return KP_EINVAL;
-}
-
-void kp_format_utc_ms(int64_t ms, char *buf, size_t cap)
-{
-    if (cap == 0) {
-        return;
-    }
-    int64_t secs = ms / 1000;
-    int64_t frac = ms % 1000;
-    if (frac < 0) { /* floor, so that -1 ms is 1969-12-31T23:59:59.999Z */
-        frac += 1000;
-        secs -= 1;
-    }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL) {
-        memset(&tm, 0, sizeof tm);
-        tm.tm_year = 70;
-        tm.tm_mday = 1;
-        frac = 0;
-    }
-    /* Formatted into room for any int fields first: at -O3 the compiler cannot prove the widths
-     * fit `cap` and warns about truncation; the caller's buffer is sized for real dates. */
-    char tmp[96];
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-    size_t n = strlen(tmp);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(buf, tmp, n);
-    buf[n] = '\0';
 }

@@ -351,9 +351,9 @@ static void link_fail(mq_rabbit *r, link *l, const char *err)
         return;
     }
     KP_WARN(MODULE, "broker call failed; reconnecting on the next call",
-            "side=%s url=\"%s\" queue=\"%s\" error=\"%s\" failures=%llu suppressed=%llu",
-            side_names[l->side], r->url_safe, r->queue, err,
-            (unsigned long long)l->failures, (unsigned long long)l->warns_suppressed);
+            KP_STR("side", side_names[l->side]), KP_QSTR("url", r->url_safe),
+            KP_QSTR("queue", r->queue), KP_QSTR("error", err), KP_UINT("failures", l->failures),
+            KP_UINT("suppressed", l->warns_suppressed));
     l->last_warn_ms = now;
     l->warns_suppressed = 0;
 }
@@ -492,9 +492,9 @@ static int link_connect(mq_rabbit *r, link *l, uint64_t deadline, char *err, siz
     }
     l->generation++;
     KP_INFO(MODULE, l->failures ? "reconnected to the broker" : "connected to the broker",
-            "side=%s url=\"%s\" queue=\"%s\" messages=%lld failures=%llu", side_names[l->side],
-            r->url_safe, r->queue, (long long)atomic_load(&r->ready),
-            (unsigned long long)l->failures);
+            KP_STR("side", side_names[l->side]), KP_QSTR("url", r->url_safe),
+            KP_QSTR("queue", r->queue), KP_INT("messages", atomic_load(&r->ready)),
+            KP_UINT("failures", l->failures));
     l->failures = 0;
     l->last_warn_ms = 0;
     l->warns_suppressed = 0;
@@ -605,7 +605,8 @@ static int publish_connection(mq_rabbit *r, uint64_t deadline, char *err, size_t
         char why[ERR_MAX];
         if (read_confirms(r, &none, false, deadline, why, sizeof(why)) == 0)
             return 0;
-        KP_INFO(MODULE, "idle connection lost; reconnecting", "side=publish error=\"%s\"", why);
+        KP_INFO(MODULE, "idle connection lost; reconnecting", KP_STR("side", "publish"),
+                KP_QSTR("error", why));
         link_drop(r, &r->pub);
         r->pub.failures++;
     }
@@ -676,7 +677,8 @@ static int rabbit_publish(kp_mq *mq, const kp_event *events, size_t n)
         char why[ERR_MAX];
         rpc_deadline(r->pub.conn, deadline);
         if (declare_queue(r, r->pub.conn, DATA_CHANNEL, true, why, sizeof(why)) != 0) {
-            KP_DEBUG(MODULE, "queue size check failed", "side=publish error=\"%s\"", why);
+            KP_DEBUG(MODULE, "queue size check failed", KP_STR("side", "publish"),
+                     KP_QSTR("error", why));
             link_drop(r, &r->pub);
         }
     }
@@ -733,9 +735,9 @@ static int reject_delivery(mq_rabbit *r, const amqp_envelope_t *env, char *err, 
             *p = ' ';
     uint64_t total = atomic_fetch_add(&r->rejected, 1) + 1;
     KP_ERROR(MODULE, "message is not an event; rejected without requeue",
-             "queue=\"%s\" delivery_tag=%llu bytes=%zu body=\"%s\" rejected_total=%llu", r->queue,
-             (unsigned long long)env->delivery_tag, env->message.body.len, head,
-             (unsigned long long)total);
+             KP_QSTR("queue", r->queue), KP_UINT("delivery_tag", env->delivery_tag),
+             KP_UINT("bytes", env->message.body.len), KP_QSTR("body", head),
+             KP_UINT("rejected_total", total));
     int st = amqp_basic_reject(r->con.conn, DATA_CHANNEL, env->delivery_tag, 0);
     if (st != AMQP_STATUS_OK) {
         snprintf(err, cap, "basic.reject: %s", amqp_error_string2(st));
@@ -829,7 +831,8 @@ static int rabbit_consume(kp_mq *mq, kp_event *out, size_t cap, size_t *n, int t
         /* A connection that died while idle (the broker restarted) shows only when it is used:
          * replace it within this call, as publish does. Only a fast failure is retried, so a
          * call takes at most IDLE_LOSS_MS more than one attempt's deadline. */
-        KP_INFO(MODULE, "idle connection lost; reconnecting", "side=consume error=\"%s\"", err);
+        KP_INFO(MODULE, "idle connection lost; reconnecting", KP_STR("side", "consume"),
+                KP_QSTR("error", err));
         link_drop(r, &r->con);
         r->con.failures++;
         *n = 0;
@@ -924,7 +927,7 @@ int kp_mq_rabbit_open(const kp_config *cfg, kp_mq **out)
     else if (r->info.ssl)
         bad = "amqps:// is not supported by this build; use amqp://";
     if (bad) {
-        KP_ERROR(MODULE, "bad -mq_url", "url=\"%s\" error=\"%s\"", r->url_safe, bad);
+        KP_ERROR(MODULE, "bad -mq_url", KP_QSTR("url", r->url_safe), KP_QSTR("error", bad));
         goto invalid;
     }
     /* "amqp://host:5672/" names the empty vhost, which nobody means: the default vhost "/" is
@@ -932,8 +935,8 @@ int kp_mq_rabbit_open(const kp_config *cfg, kp_mq **out)
     r->vhost = r->info.vhost[0] ? r->info.vhost : "/";
     size_t qlen = strlen(cfg->mq_queue);
     if (qlen == 0 || qlen >= sizeof(r->queue)) {
-        KP_ERROR(MODULE, "bad -mq_queue", "queue=\"%s\" error=\"must be 1 to 255 bytes\"",
-                 cfg->mq_queue);
+        KP_ERROR(MODULE, "bad -mq_queue", KP_QSTR("queue", cfg->mq_queue),
+                 KP_QSTR("error", "must be 1 to 255 bytes"));
         goto invalid;
     }
     memcpy(r->queue, cfg->mq_queue, qlen + 1);

@@ -143,9 +143,9 @@ static void publish_failed(kp_pipeline *pl, int rc)
     if (pl->backoff_ms > BACKOFF_MAX_MS)
         pl->backoff_ms = BACKOFF_MAX_MS;
     size_t waiting = pending_len(pl) + pl->spooled;
-    KP_WARN(MODULE, "publish failed; retrying", "mq=%s error=\"%s\" waiting=%zu spooled=%llu retry_ms=%llu",
-            pl->mq->name, kp_strerror(rc), waiting, (unsigned long long)pl->spooled,
-            (unsigned long long)pl->backoff_ms);
+    KP_WARN(MODULE, "publish failed; retrying", KP_STR("mq", pl->mq->name),
+            KP_QSTR("error", kp_strerror(rc)), KP_UINT("waiting", waiting),
+            KP_UINT("spooled", pl->spooled), KP_UINT("retry_ms", pl->backoff_ms));
     if (pl->draining && pl->spool)
         pl->give_up = true; /* shutting down: spool the rest now rather than wait */
     if (pl->drain_done)
@@ -158,8 +158,8 @@ static void publish_succeeded(kp_pipeline *pl, size_t n)
 {
     pl->stats.published += n;
     if (pl->backoff_ms) {
-        KP_INFO(MODULE, "publishing recovered", "mq=%s waiting=%zu spooled=%llu", pl->mq->name,
-                pending_len(pl), (unsigned long long)pl->spooled);
+        KP_INFO(MODULE, "publishing recovered", KP_STR("mq", pl->mq->name),
+                KP_UINT("waiting", pending_len(pl)), KP_UINT("spooled", pl->spooled));
         pl->backoff_ms = 0;
     }
 }
@@ -192,7 +192,7 @@ static void after_job(uv_work_t *req, int status)
     case JOB_PUBLISH_SPOOL:
         if (pl->batch_skipped) {
             pl->stats.spool_errors += pl->batch_skipped;
-            KP_ERROR(MODULE, "unreadable spool lines skipped", "count=%zu", pl->batch_skipped);
+            KP_ERROR(MODULE, "unreadable spool lines skipped", KP_UINT("count", pl->batch_skipped));
         }
         if (rc == 0) {
             size_t done = pl->batch_len + pl->batch_skipped;
@@ -200,7 +200,7 @@ static void after_job(uv_work_t *req, int status)
             pl->spooled = done && done < pl->spooled ? pl->spooled - done : 0;
             publish_succeeded(pl, pl->batch_len);
             if (pl->spooled == 0)
-                KP_INFO(MODULE, "spool drained", "mq=%s", pl->mq->name);
+                KP_INFO(MODULE, "spool drained", KP_STR("mq", pl->mq->name));
         } else {
             publish_failed(pl, rc);
         }
@@ -212,8 +212,8 @@ static void after_job(uv_work_t *req, int status)
             if (!pl->warned_spooling) {
                 pl->warned_spooling = true;
                 KP_WARN(MODULE, "mq not keeping up; spooling events to disk",
-                        "mq=%s spooled=%llu memory_bound=%zu", pl->mq->name,
-                        (unsigned long long)pl->spooled, pl->memory_bound);
+                        KP_STR("mq", pl->mq->name), KP_UINT("spooled", pl->spooled),
+                        KP_UINT("memory_bound", pl->memory_bound));
             }
         } else {
             pl->stats.spool_errors++;
@@ -255,7 +255,7 @@ static void maybe_dispatch(kp_pipeline *pl)
     if (pl->draining && n == 0 && (pl->spooled == 0 || pl->give_up)) {
         if (pl->spooled)
             KP_WARN(MODULE, "events left in the spool for the next start",
-                    "spooled=%llu mq=%s", (unsigned long long)pl->spooled, pl->mq->name);
+                    KP_UINT("spooled", pl->spooled), KP_STR("mq", pl->mq->name));
         finish_drain(pl, 0);
         return;
     }
@@ -300,15 +300,15 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     if (opts && opts->spool_dir && opts->spool_dir[0]) {
         int rc = kp_spool_open(opts->spool_dir, &pl->spool, &pl->spooled);
         if (rc != 0) {
-            KP_ERROR(MODULE, "cannot read the spool", "dir=\"%s\" error=\"%s\"", opts->spool_dir,
-                     kp_strerror(rc));
+            KP_ERROR(MODULE, "cannot read the spool", KP_QSTR("dir", opts->spool_dir),
+                     KP_QSTR("error", kp_strerror(rc)));
             free(pl->batch);
             free(pl);
             return rc;
         }
         if (pl->spooled)
-            KP_WARN(MODULE, "replaying events spooled by an earlier run", "spooled=%llu dir=\"%s\"",
-                    (unsigned long long)pl->spooled, opts->spool_dir);
+            KP_WARN(MODULE, "replaying events spooled by an earlier run",
+                    KP_UINT("spooled", pl->spooled), KP_QSTR("dir", opts->spool_dir));
     }
     uv_timer_t *timers[] = {&pl->flush_timer, &pl->retry_timer, &pl->drain_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {

@@ -47,14 +47,16 @@ static int open_file(kp_spool *sp, bool create)
     if (sp->fd >= 0)
         return 0;
     if (create && mkdir_p(sp->dir) != 0) {
-        KP_ERROR(MODULE, "cannot create -data_dir", "dir=\"%s\" error=\"%s\"", sp->dir, strerror(errno));
+        KP_ERROR(MODULE, "cannot create -data_dir", KP_QSTR("dir", sp->dir),
+                 KP_QSTR("error", strerror(errno)));
         return KP_EIO;
     }
     sp->fd = open(sp->file, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (sp->fd < 0) {
         if (!create && errno == ENOENT)
             return 0;
-        KP_ERROR(MODULE, "cannot open spool", "file=\"%s\" error=\"%s\"", sp->file, strerror(errno));
+        KP_ERROR(MODULE, "cannot open spool", KP_QSTR("file", sp->file),
+                 KP_QSTR("error", strerror(errno)));
         return KP_EIO;
     }
     return 0;
@@ -131,8 +133,8 @@ int kp_spool_open(const char *dir, kp_spool **out, uint64_t *events)
         /* A torn last line (a run killed mid-append) was never counted as spooled. Cut it off,
          * or the next append would glue its first event onto it and that line would not parse. */
         if (whole < pos) {
-            KP_WARN(MODULE, "torn last line dropped", "file=\"%s\" bytes=%llu", sp->file,
-                    (unsigned long long)(pos - whole));
+            KP_WARN(MODULE, "torn last line dropped", KP_QSTR("file", sp->file),
+                    KP_UINT("bytes", pos - whole));
             if (ftruncate(sp->fd, (off_t)whole) != 0) {
                 kp_spool_close(sp);
                 return KP_EIO;
@@ -180,12 +182,31 @@ int kp_spool_append(kp_spool *sp, const kp_event *events, size_t n)
         /* The pipeline keeps these events and appends them again later: what this call wrote
          * (a short write on a full disk ends mid-line) must not stay in front of them. */
         if (ftruncate(sp->fd, st.st_size) != 0)
-            KP_ERROR(MODULE, "cannot undo a failed append", "file=\"%s\" error=\"%s\"", sp->file,
-                     strerror(errno));
-        KP_ERROR(MODULE, "cannot append to spool", "file=\"%s\" error=\"%s\"", sp->file,
-                 strerror(err));
+            KP_ERROR(MODULE, "cannot undo a failed append", KP_QSTR("file", sp->file),
+                     KP_QSTR("error", strerror(errno)));
+        KP_ERROR(MODULE, "cannot append to spool", KP_QSTR("file", sp->file),
+                 KP_QSTR("error", strerror(err)));
     }
     return rc;
+}
+
+/* The line at the committed offset fills the whole read buffer. No event is that long
+ * (KP_EVENT_JSON_MAX), so it is garbage; if it is complete, step past it as one skipped line,
+ * or it would hide every event behind it for good. Clobbers sp->buf. */
+static int skip_overlong_line(kp_spool *sp, size_t *skipped)
+{
+    uint64_t pos = sp->committed + READ_CHUNK;
+    ssize_t got;
+    while ((got = pread(sp->fd, sp->buf, READ_CHUNK, (off_t)pos)) > 0) {
+        const char *nl = memchr(sp->buf, '\n', (size_t)got);
+        if (nl) {
+            sp->read_end = pos + (uint64_t)(nl - sp->buf) + 1;
+            (*skipped)++;
+            return 0;
+        }
+        pos += (uint64_t)got;
+    }
+    return got < 0 ? KP_EIO : 0; /* no end yet: a torn line, left as it is */
 }
 
 int kp_spool_read(kp_spool *sp, kp_event *out, size_t cap, size_t *n, size_t *skipped)
@@ -212,6 +233,8 @@ int kp_spool_read(kp_spool *sp, kp_event *out, size_t cap, size_t *n, size_t *sk
         p = nl + 1;
     }
     sp->read_end = sp->committed + (uint64_t)(p - sp->buf);
+    if (p == sp->buf && got == READ_CHUNK)
+        return skip_overlong_line(sp, skipped);
     return 0;
 }
 

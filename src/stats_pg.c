@@ -264,8 +264,8 @@ static void slot_warn(stats_pg *sp, pg_slot *slot, const char *what, const char 
     }
     char msg[512];
     log_text(pg_msg, false, msg, sizeof msg);
-    KP_WARN(MODULE, what, "conn=%s target=\"%s\" error=\"%s\" suppressed=%" PRIu64, slot->role,
-            sp->target, msg, slot->suppressed);
+    KP_WARN(MODULE, what, KP_STR("conn", slot->role), KP_QSTR("target", sp->target),
+            KP_QSTR("error", msg), KP_UINT("suppressed", slot->suppressed));
     slot->suppressed = 0;
     slot->warn_after = now + WARN_EVERY_MS;
 }
@@ -326,7 +326,7 @@ static void on_notice(void *arg, const char *message)
         return;
     char msg[512];
     log_text(message, false, msg, sizeof msg);
-    KP_DEBUG(MODULE, "server notice", "conn=%s notice=\"%s\"", slot->role, msg);
+    KP_DEBUG(MODULE, "server notice", KP_STR("conn", slot->role), KP_QSTR("notice", msg));
 }
 
 /* Makes slot->conn usable. `*reused` says whether it was already open (and so may be stale).
@@ -350,8 +350,8 @@ static int slot_ensure(stats_pg *sp, pg_slot *slot, bool *reused)
         return KP_EIO;
     }
     KP_INFO(MODULE, slot->failing ? "reconnected to PostgreSQL" : "connected to PostgreSQL",
-            "conn=%s target=\"%s\" server_version=%d", slot->role, sp->target,
-            PQserverVersion(slot->conn));
+            KP_STR("conn", slot->role), KP_QSTR("target", sp->target),
+            KP_INT("server_version", PQserverVersion(slot->conn)));
     slot->failing = false;
     slot->suppressed = 0;
     slot->warn_after = 0;
@@ -381,8 +381,8 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
         if (lost && reused && attempt == 0) {
             char msg[512];
             log_text(result_error(slot->conn, res), false, msg, sizeof msg);
-            KP_INFO(MODULE, "connection lost; reconnecting", "conn=%s target=\"%s\" error=\"%s\"",
-                    slot->role, sp->target, msg);
+            KP_INFO(MODULE, "connection lost; reconnecting", KP_STR("conn", slot->role),
+                    KP_QSTR("target", sp->target), KP_QSTR("error", msg));
             PQclear(res);
             slot_close(slot);
             continue;
@@ -414,8 +414,8 @@ static void maybe_prune(stats_pg *sp)
     if (deleted >= PRUNE_CHUNK)
         sp->next_prune = now;
     if (deleted > 0)
-        KP_DEBUG(MODULE, "pruned processed event ids", "deleted=%ld older_than=\"%s\"", deleted,
-                 PRUNE_AGE);
+        KP_DEBUG(MODULE, "pruned processed event ids", KP_INT("deleted", deleted),
+                 KP_QSTR("older_than", PRUNE_AGE));
 }
 
 static int pg_record(kp_stats *st, const kp_event *events, size_t n)
@@ -569,7 +569,7 @@ int kp_stats_pg_open(const kp_config *cfg, kp_stats **out)
     if (!opts) {
         char msg[512];
         log_text(err ? err : "out of memory", true, msg, sizeof msg);
-        KP_ERROR(MODULE, "invalid -pg_dsn", "error=\"%s\"", msg);
+        KP_ERROR(MODULE, "invalid -pg_dsn", KP_QSTR("error", msg));
         PQfreemem(err);
         return err ? KP_EINVAL : KP_ENOMEM;
     }

@@ -190,15 +190,112 @@ static void test_parse(void **state)
 
 /* ---- formats -------------------------------------------------------------------------------- */
 
+/* The first (only) line of a log file written by `emit` in `format`, NUL-terminated without its
+ * "\n" (caller frees). */
+static char *one_line(kp_log_format format, void (*emit)(void))
+{
+    tmpdir d;
+    tmpdir_make(&d);
+    open_file_log(d.file, KP_LOG_TRACE, format, 0, 0);
+    emit();
+    kp_log_close();
+    char *text = read_file(d.file, NULL);
+    assert_non_null(text);
+    assert_int_equal(count_lines(text), 1);
+    *strchr(text, '\n') = '\0';
+    tmpdir_remove(&d);
+    return text;
+}
+
+/* A reader of the text format as documented (docs/observability.md "Logs"): after the
+ * timestamp, the level and the message, `key=value` pairs separated by one space, a value either
+ * bare (no space, '=', '"', '\' or control byte) or "quoted" with \" \\ \n \r \t \xNN escapes.
+ * Decodes up to `max` fields of `line` starting at `from` into keys/values (values are
+ * decoded; caller frees them) and returns their number, or -1 when the line does not parse. */
+typedef struct text_field {
+    char key[64];
+    char *value;
+    size_t len;
+    int quoted;
+} text_field;
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int parse_text_fields(const char *from, text_field *out, int max)
+{
+    const char *p = from;
+    int n = 0;
+    while (*p == ' ' && n < max) {
+        p++;
+        const char *eq = strchr(p, '=');
+        if (eq == NULL || (size_t)(eq - p) >= sizeof out[n].key) {
+            return -1;
+        }
+        memcpy(out[n].key, p, (size_t)(eq - p));
+        out[n].key[eq - p] = '\0';
+        p = eq + 1;
+        out[n].value = malloc(strlen(p) + 1);
+        assert_non_null(out[n].value);
+        size_t w = 0;
+        out[n].quoted = *p == '"';
+        if (*p == '"') {
+            for (p++; *p != '"'; p++) {
+                if (*p == '\0') {
+                    return -1;
+                }
+                char c = *p;
+                if (c == '\\') {
+                    p++;
+                    switch (*p) {
+                    case '"': case '\\': c = *p; break;
+                    case 'n': c = '\n'; break;
+                    case 'r': c = '\r'; break;
+                    case 't': c = '\t'; break;
+                    case 'x':
+                        if (hexval(p[1]) < 0 || hexval(p[2]) < 0) {
+                            return -1;
+                        }
+                        c = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+                        p += 2;
+                        break;
+                    default: return -1;
+                    }
+                }
+                out[n].value[w++] = c;
+            }
+            p++;
+        } else {
+            while (*p != ' ' && *p != '\0') {
+                out[n].value[w++] = *p++;
+            }
+        }
+        out[n].value[w] = '\0';
+        out[n].len = w;
+        n++;
+    }
+    return *p == '\0' ? n : -1;
+}
+
+static void free_text_fields(text_field *f, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(f[i].value);
+    }
+}
+
 static void test_text_line(void **state)
 {
     (void)state;
     tmpdir d;
     tmpdir_make(&d);
     open_file_log(d.file, KP_LOG_INFO, KP_LOG_TEXT, 0, 0);
-    KP_INFO("app.coordinator", "broadcast job", "job_id=%d nonce=%s sessions=%d", 1, "ab", 0);
-    KP_WARN("app", "no pairs", NULL);
-    KP_ERROR("app", "two\nlines", "why=\"%s\"", "a\tb");
+    KP_INFO("app.coordinator", "broadcast job", KP_INT("job_id", 1), KP_STR("nonce", "ab"),
+            KP_INT("sessions", 0));
+    KP_WARN("app", "no pairs");
+    KP_ERROR("app", "two\nlines", KP_STR("why", "a\tb"));
     kp_log_close();
 
     char *text = read_file(d.file, NULL);
@@ -211,27 +308,28 @@ static void test_text_line(void **state)
     assert_matches(text, "^" TS_RE " INFO broadcast job job_id=1 nonce=ab sessions=0 "
                          "module=app\\.coordinator$");
     assert_matches(second, "^" TS_RE " WARN no pairs module=app$");
-    /* Control characters never split a line. */
-    assert_matches(third, "^" TS_RE " ERROR two lines why=\"a b\" module=app$");
+    /* Control characters never split a line: a field value escapes them, the message (a program
+     * constant) has them as spaces. */
+    assert_matches(third, "^" TS_RE " ERROR two lines why=\"a\\\\tb\" module=app$");
     free(text);
     tmpdir_remove(&d);
+}
+
+static void emit_json_types(void)
+{
+    KP_DEBUG("app.coordinator", "broadcast job", KP_INT("job_id", 1), KP_STR("nonce", "ab"),
+             KP_UINT("sessions", 0), KP_FLOAT("ratio", 1.5), KP_INT("neg", -3),
+             KP_BOOL("ok", 1), KP_BOOL("no", 0), KP_STR("name", "two words"),
+             KP_STR("esc", "say \"hi\" \\ok"), KP_STR("zero", "007"), KP_STR("hex", "1e"),
+             KP_STR("ctl", "a\x01z"), KP_STR("quoted_num", "42"), KP_STR("true_text", "true"),
+             KP_INT("min", INT64_MIN), KP_UINT("max", UINT64_MAX), KP_FLOAT("tenth", 0.1),
+             KP_FLOAT("nan", 0.0 / 0.0), KP_STR("null", NULL), KP_QSTR("listen", ":80"));
 }
 
 static void test_json_line(void **state)
 {
     (void)state;
-    tmpdir d;
-    tmpdir_make(&d);
-    open_file_log(d.file, KP_LOG_DEBUG, KP_LOG_JSON, 0, 0);
-    KP_DEBUG("app.coordinator", "broadcast job",
-             "job_id=%d nonce=%s sessions=%d ratio=%.2f neg=%d ok=%s no=%s name=\"%s\" "
-             "esc=\"say \\\"hi\\\" \\\\ok\" zero=007 hex=1e ctl=a\x01z quoted_num=\"42\" flag",
-             1, "ab", 0, 1.5, -3, "true", "false", "two words");
-    kp_log_close();
-
-    char *text = read_file(d.file, NULL);
-    assert_non_null(text);
-    assert_int_equal(count_lines(text), 1);
+    char *text = one_line(KP_LOG_JSON, emit_json_types);
     cJSON *obj = cJSON_Parse(text);
     assert_non_null(obj);
 
@@ -244,6 +342,8 @@ static void test_json_line(void **state)
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "module")->valuestring,
                         "app.coordinator");
 
+    /* Numbers are numbers and bools are bools because of their type, never because of how a
+     * string looks: "007", "1e", "42" and "true" stay strings. */
     cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "job_id");
     assert_true(cJSON_IsNumber(item));
     assert_int_equal(item->valueint, 1);
@@ -258,7 +358,12 @@ static void test_json_line(void **state)
     assert_int_equal(item->valueint, -3);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "ok")));
     assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(obj, "no")));
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "flag")));
+    item = cJSON_GetObjectItemCaseSensitive(obj, "tenth");
+    assert_true(cJSON_IsNumber(item));
+    assert_true(item->valuedouble == 0.1);
+    assert_non_null(strstr(text, "\"tenth\":0.1,"));
+    assert_non_null(strstr(text, "\"min\":-9223372036854775808,"));
+    assert_non_null(strstr(text, "\"max\":18446744073709551615,"));
 
     static const struct {
         const char *key;
@@ -266,7 +371,8 @@ static void test_json_line(void **state)
     } strings[] = {
         {"nonce", "ab"},      {"name", "two words"}, {"esc", "say \"hi\" \\ok"},
         {"zero", "007"},      {"hex", "1e"},         {"ctl", "a\x01z"},
-        {"quoted_num", "42"},
+        {"quoted_num", "42"}, {"true_text", "true"}, {"nan", "nan"},
+        {"null", ""},         {"listen", ":80"},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         item = cJSON_GetObjectItemCaseSensitive(obj, strings[i].key);
@@ -285,7 +391,182 @@ static void test_json_line(void **state)
     assert_non_null(strstr(text, "\\u0001"));
     cJSON_Delete(obj);
     free(text);
+}
+
+static void test_text_types(void **state)
+{
+    (void)state;
+    char *text = one_line(KP_LOG_TEXT, emit_json_types);
+    assert_non_null(strstr(text,
+        " DEBUG broadcast job job_id=1 nonce=ab sessions=0 ratio=1.5 neg=-3 ok=true no=false "
+        "name=\"two words\" esc=\"say \\\"hi\\\" \\\\ok\" zero=007 hex=1e ctl=\"a\\x01z\" "
+        "quoted_num=42 true_text=true min=-9223372036854775808 max=18446744073709551615 "
+        "tenth=0.1 nan=nan null=\"\" listen=\":80\" module=app.coordinator"));
+    free(text);
+}
+
+/* ---- item 11: client text can never become a field ---------------------------------------- */
+
+#define INJECTION "x\" level=error module=forged msg=\"pwned"
+
+static void emit_injection(void)
+{
+    KP_DEBUG("app.acceptor", "authorized", KP_STR("username", INJECTION), KP_UINT("sessions", 1));
+}
+
+static void test_injection_text(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_TEXT, emit_injection);
+    const char *after = strstr(line, " DEBUG authorized");
+    assert_non_null(after);
+    text_field f[8];
+    int n = parse_text_fields(after + strlen(" DEBUG authorized"), f, 8);
+    if (n != 3) {
+        fail_msg("want 3 fields, got %d: %s", n, line);
+    }
+    assert_string_equal(f[0].key, "username");
+    assert_string_equal(f[0].value, INJECTION);
+    assert_string_equal(f[1].key, "sessions");
+    assert_string_equal(f[1].value, "1");
+    assert_string_equal(f[2].key, "module");
+    assert_string_equal(f[2].value, "app.acceptor");
+    free_text_fields(f, n);
+    free(line);
+}
+
+static void test_injection_json(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_JSON, emit_injection);
+    cJSON *obj = cJSON_Parse(line);
+    assert_non_null(obj);
+    static const char *const keys[] = {"ts", "level", "msg", "username", "sessions", "module"};
+    int i = 0;
+    for (cJSON *m = obj->child; m != NULL; m = m->next, i++) {
+        assert_true(i < 6);
+        assert_string_equal(m->string, keys[i]);
+    }
+    assert_int_equal(i, 6);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "username")->valuestring, INJECTION);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "level")->valuestring, "debug");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "module")->valuestring,
+                        "app.acceptor");
+    cJSON_Delete(obj);
+    free(line);
+}
+
+/* NUL, every control byte, DEL and invalid UTF-8 in one KP_STRN value. */
+static const char hostile[] = "a\0b\x01\x1f\n\r\t\x7f\xff\xc3(\xe2\x82\xac\xed\xa0\x80 =\"\\z";
+#define HOSTILE_LEN (sizeof hostile - 1)
+
+static void emit_hostile(void)
+{
+    KP_WARN("m", "hostile", KP_STRN("v", hostile, HOSTILE_LEN), KP_INT("after", 7));
+}
+
+static void test_hostile_bytes_text(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_TEXT, emit_hostile);
+    for (const unsigned char *p = (const unsigned char *)line; *p != '\0'; p++) {
+        assert_true(*p >= 0x20 && *p != 0x7f); /* no control byte is written raw */
+    }
+    /* The euro sign is well-formed UTF-8 and stays; the lone bytes are \xNN. */
+    assert_non_null(strstr(line, " WARN hostile v=\"a\\x00b\\x01\\x1f\\n\\r\\t\\x7f\\xff\\xc3("
+                                 "\xe2\x82\xac\\xed\\xa0\\x80 =\\\"\\\\z\" after=7 module=m"));
+    text_field f[4];
+    int n = parse_text_fields(strstr(line, " hostile") + strlen(" hostile"), f, 4);
+    assert_int_equal(n, 3);
+    assert_int_equal(f[0].len, HOSTILE_LEN);
+    assert_memory_equal(f[0].value, hostile, HOSTILE_LEN);
+    free_text_fields(f, n);
+    free(line);
+}
+
+static void test_hostile_bytes_json(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_JSON, emit_hostile);
+    /* Invalid UTF-8 becomes U+FFFD, one per byte; the output is valid UTF-8 JSON. */
+    assert_non_null(strstr(line, "\"v\":\"a\\u0000b\\u0001\\u001f\\n\\r\\t\\u007f\\ufffd\\ufffd("
+                                 "\xe2\x82\xac\\ufffd\\ufffd\\ufffd =\\\"\\\\z\",\"after\":7,"));
+    cJSON *obj = cJSON_Parse(line);
+    assert_non_null(obj);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(obj, "after")->valueint, 7);
+    cJSON_Delete(obj);
+    free(line);
+}
+
+static void emit_zero_fields(void)
+{
+    KP_INFO("z", "nothing else");
+}
+
+static void test_zero_fields(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_TEXT, emit_zero_fields);
+    assert_matches(line, "^" TS_RE " INFO nothing else module=z$");
+    free(line);
+    line = one_line(KP_LOG_JSON, emit_zero_fields);
+    assert_matches(line, "^\\{\"ts\":\"" TS_RE "\",\"level\":\"info\",\"msg\":\"nothing else\","
+                         "\"module\":\"z\"\\}$");
+    free(line);
+}
+
+/* Arguments of a disabled level are not evaluated. */
+static int evaluations;
+
+static int64_t counted(void)
+{
+    evaluations++;
+    return 1;
+}
+
+static void test_disabled_not_evaluated(void **state)
+{
+    (void)state;
+    tmpdir d;
+    tmpdir_make(&d);
+    open_file_log(d.file, KP_LOG_INFO, KP_LOG_TEXT, 0, 0);
+    evaluations = 0;
+    KP_DEBUG("m", "off", KP_INT("n", counted()));
+    KP_DEBUG("m", "off", "n=%lld", (long long)counted()); /* the shim too */
+    assert_int_equal(evaluations, 0);
+    KP_INFO("m", "on", KP_INT("n", counted()));
+    assert_int_equal(evaluations, 1);
+    kp_log_close();
     tmpdir_remove(&d);
+}
+
+/* The deprecated printf shim: the formatted text is one value, never re-parsed into fields. */
+static void emit_shim(void)
+{
+    KP_DEBUG("app.acceptor", "authorized", "username=\"%s\" sessions=%d", INJECTION, 1);
+}
+
+static void test_printf_shim(void **state)
+{
+    (void)state;
+    char *line = one_line(KP_LOG_JSON, emit_shim);
+    cJSON *obj = cJSON_Parse(line);
+    assert_non_null(obj);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "level")->valuestring, "debug");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "module")->valuestring,
+                        "app.acceptor");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "kv")->valuestring,
+                        "username=\"" INJECTION "\" sessions=1");
+    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "username"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "msg")->next->next->next); /* kv, module */
+    cJSON_Delete(obj);
+    free(line);
+
+    /* Text keeps the formatted shape (server.c's `started listen="..."` is grepped). */
+    line = one_line(KP_LOG_TEXT, emit_shim);
+    assert_matches(line, "^" TS_RE " DEBUG authorized username=\"x\" level=error module=forged "
+                         "msg=\"pwned\" sessions=1 module=app\\.acceptor$");
+    free(line);
 }
 
 static void test_truncation(void **state)
@@ -296,28 +577,46 @@ static void test_truncation(void **state)
     assert_non_null(x);
     memset(x, 'x', big);
     x[big] = '\0';
+    /* Escapes and multi-byte characters to cut through. */
+    char *mixed = malloc(big + 1);
+    assert_non_null(mixed);
+    for (size_t i = 0; i < big; i++) {
+        mixed[i] = "a\"\n\xc3\xa9\x01\xff"[i % 7];
+    }
+    mixed[big] = '\0';
 
     for (int format = KP_LOG_TEXT; format <= KP_LOG_JSON; format++) {
         tmpdir d;
         tmpdir_make(&d);
         open_file_log(d.file, KP_LOG_INFO, (kp_log_format)format, 0, 0);
-        KP_INFO("trunc", "long kv", "a=1 big=%s c=2", x);
-        KP_INFO("trunc", x, "a=1");
-        KP_INFO("trunc", "quoted", "q=\"%s\"", x);
+        KP_INFO("trunc", "long kv", KP_INT("a", 1), KP_STR("big", x), KP_INT("c", 2));
+        KP_INFO("trunc", x, KP_INT("a", 1));
+        KP_INFO("trunc", "quoted", KP_QSTR("q", x));
+        KP_INFO("trunc", "mixed", KP_STRN("m", mixed, big));
+        KP_INFO("trunc", "shim", "a=1 big=%s c=2", x);
         kp_log_close();
 
         char *text = read_file(d.file, NULL);
         assert_non_null(text);
-        assert_int_equal(count_lines(text), 3);
+        assert_int_equal(count_lines(text), 5);
         char *line = text;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 5; i++) {
             char *nl = strchr(line, '\n');
             *nl = '\0';
             assert_true((size_t)(nl - line) + 1 <= 4096);
             assert_true((size_t)(nl - line) + 1 >= 3000); /* cut, not emptied */
             assert_non_null(strstr(line, "..."));
             if (format == KP_LOG_TEXT) {
-                assert_matches(line, "^" TS_RE " INFO .*\\.\\.\\. module=trunc$");
+                assert_matches(line, "^" TS_RE " INFO .*\\.\\.\\.\"? module=trunc$");
+                if (i == 2 || i == 3) { /* a cut quoted value is closed: the line still parses */
+                    text_field f[4];
+                    int n = parse_text_fields(strstr(line, i == 2 ? " quoted" : " mixed") +
+                                                  (i == 2 ? 7 : 6),
+                                              f, 4);
+                    assert_int_equal(n, 2);
+                    assert_true(f[0].quoted);
+                    free_text_fields(f, n);
+                }
             } else {
                 cJSON *obj = cJSON_Parse(line);
                 if (obj == NULL) {
@@ -333,6 +632,7 @@ static void test_truncation(void **state)
         free(text);
         tmpdir_remove(&d);
     }
+    free(mixed);
     free(x);
 }
 
@@ -348,11 +648,11 @@ static void test_level_filter(void **state)
     assert_false(kp_log_enabled(KP_LOG_INFO));
     assert_true(kp_log_enabled(KP_LOG_WARN));
     assert_true(kp_log_enabled(KP_LOG_ERROR));
-    KP_TRACE("lvl", "trace line", NULL);
-    KP_DEBUG("lvl", "debug line", NULL);
-    KP_INFO("lvl", "info line", NULL);
-    KP_WARN("lvl", "warn line", NULL);
-    KP_ERROR("lvl", "error line", NULL);
+    KP_TRACE("lvl", "trace line");
+    KP_DEBUG("lvl", "debug line");
+    KP_INFO("lvl", "info line");
+    KP_WARN("lvl", "warn line");
+    KP_ERROR("lvl", "error line");
     kp_log_close();
 
     char *text = read_file(d.file, NULL);
@@ -365,7 +665,7 @@ static void test_level_filter(void **state)
     /* Trace opens everything. */
     open_file_log(d.file, KP_LOG_TRACE, KP_LOG_TEXT, 0, 0);
     assert_true(kp_log_enabled(KP_LOG_TRACE));
-    KP_TRACE("lvl", "trace line", NULL);
+    KP_TRACE("lvl", "trace line");
     kp_log_close();
     assert_false(kp_log_enabled(KP_LOG_DEBUG)); /* closed: back to info */
     assert_true(kp_log_enabled(KP_LOG_INFO));
@@ -389,17 +689,17 @@ static void test_direct_stderr(void **state)
     snprintf(missing, sizeof missing, "%s/no/such/dir/kupool.log", d.path);
 
     int saved = capture_begin(fd);
-    KP_DEBUG("early", "not shown", NULL);
-    KP_INFO("early", "before open", "n=%d", 1);
+    KP_DEBUG("early", "not shown");
+    KP_INFO("early", "before open", KP_INT("n", 1));
     kp_log_options bad = {.level = KP_LOG_TRACE, .format = KP_LOG_TEXT, .file = missing};
     int rc = kp_log_open(&bad);
     int enabled_after_failure = kp_log_enabled(KP_LOG_DEBUG);
-    KP_INFO("early", "after failed open", NULL);
+    KP_INFO("early", "after failed open");
     kp_log_options good = {.level = KP_LOG_INFO, .format = KP_LOG_TEXT, .file = d.file};
     int rc2 = kp_log_open(&good);
-    KP_INFO("mid", "into the file", NULL);
+    KP_INFO("mid", "into the file");
     kp_log_close();
-    KP_WARN("late", "after close", NULL);
+    KP_WARN("late", "after close");
     capture_end(saved);
     close(fd);
 
@@ -463,7 +763,7 @@ static int check_rotated(char *const *files, int n, uint64_t max_bytes, int last
 static void write_rotation_lines(int first, int count)
 {
     for (int i = first; i < first + count; i++) {
-        KP_INFO("test", "rotation line", "seq=%d pad=%s", i, "xxxxxxxxxxxxxxxx");
+        KP_INFO("test", "rotation line", KP_INT("seq", i), KP_STR("pad", "xxxxxxxxxxxxxxxx"));
     }
 }
 
@@ -531,7 +831,8 @@ static void *concurrent_writer(void *arg)
 {
     int t = (int)(intptr_t)arg;
     for (int i = 0; i < LINES_PER_WRITER; i++) {
-        KP_INFO("test", "concurrent", "t=%d i=%d text=\"some words here\"", t, i);
+        KP_INFO("test", "concurrent", KP_INT("t", t), KP_INT("i", i),
+                KP_STR("text", "some words here"));
     }
     return NULL;
 }
@@ -683,6 +984,10 @@ int main(void)
         cmocka_unit_test(test_direct_stderr), cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_rotation_keep0), cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_drops_counted),
+        cmocka_unit_test(test_text_types),    cmocka_unit_test(test_injection_text),
+        cmocka_unit_test(test_injection_json), cmocka_unit_test(test_hostile_bytes_text),
+        cmocka_unit_test(test_hostile_bytes_json), cmocka_unit_test(test_zero_fields),
+        cmocka_unit_test(test_disabled_not_evaluated), cmocka_unit_test(test_printf_shim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

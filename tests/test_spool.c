@@ -103,11 +103,44 @@ static void test_torn_last_line_is_cut_before_appending(void **state)
     remove_dir(dir);
 }
 
+/* A line longer than the read buffer (garbage: no event is that long) must be skipped, not
+ * stall the spool: before the fix kp_spool_read returned nothing for ever and the pipeline took
+ * the spool for drained, so every event behind the line was lost. Found by fuzz_spool. */
+static void test_overlong_line_is_skipped(void **state)
+{
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char json[KP_EVENT_JSON_MAX];
+    kp_event ev = make_event(30);
+    assert_true(kp_event_to_json(&ev, json, sizeof(json)) > 0);
+    FILE *fp = fopen(file_in(dir, "spool.jsonl"), "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 600 * 1024; i++)
+        fputc('x', fp);
+    fprintf(fp, "\n%s\n", json);
+    fclose(fp);
+
+    kp_spool *sp = NULL;
+    uint64_t left = 0;
+    assert_int_equal(kp_spool_open(dir, &sp, &left), 0);
+    assert_int_equal(left, 2);
+    kp_event out[4];
+    size_t got = 0, skipped = 0;
+    assert_int_equal(kp_spool_read(sp, out, 4, &got, &skipped), 0);
+    assert_int_equal(got, 0);
+    assert_int_equal(skipped, 1);
+    assert_int_equal(kp_spool_commit(sp), 0);
+    expect_events(sp, (const uint64_t[]){30}, 1);
+    kp_spool_close(sp);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_read_commit),
         cmocka_unit_test(test_torn_last_line_is_cut_before_appending),
+        cmocka_unit_test(test_overlong_line_is_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
