@@ -1,6 +1,6 @@
 #include "client_demo.h"
 
-#include <inttypes.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -72,7 +72,7 @@ static void on_duration(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     demo *d = h->data;
-    KP_INFO(MODULE, "signal received, stopping", "signal=%d", signum);
+    KP_INFO(MODULE, "signal received, stopping", KP_INT("signal", signum));
     if (d->draining)
         finish(d); /* a second signal does not wait */
     else
@@ -113,13 +113,13 @@ static void schedule(demo *d)
 
 static void on_authorized(kc_session *s)
 {
-    KP_INFO(MODULE, "authorized", "username=\"%s\"", s->username);
+    KP_INFO(MODULE, "authorized", KP_QSTR("username", s->username));
 }
 
 static void on_job(kc_session *s, int64_t prev_job_id)
 {
     demo *d = s->client->mode;
-    KP_INFO(MODULE, "job", "job_id=%" PRId64 " nonce=%s", s->job_id, s->server_nonce);
+    KP_INFO(MODULE, "job", KP_INT("job_id", s->job_id), KP_STR("nonce", s->server_nonce));
     schedule(d);
 }
 
@@ -130,13 +130,13 @@ static void on_answer(kc_session *s, const kc_answer *a)
     if (a->outcome == KP_OUTCOME_OK) {
         d->accepted++;
         d->last_ok_ms = kc_now_ms();
-        KP_INFO(MODULE, "submit accepted", "job_id=%" PRId64 " client_nonce=%s latency_ms=%.3f",
-                a->job_id, a->client_nonce, ms);
+        KP_INFO(MODULE, "submit accepted", KP_INT("job_id", a->job_id),
+                KP_STR("client_nonce", a->client_nonce), KP_FLOAT("latency_ms", ms));
     } else {
         d->rejected++;
-        KP_WARN(MODULE, "submit rejected",
-                "job_id=%" PRId64 " client_nonce=%s error=\"%s\" latency_ms=%.3f", a->job_id,
-                a->client_nonce, a->error, ms);
+        KP_WARN(MODULE, "submit rejected", KP_INT("job_id", a->job_id),
+                KP_STR("client_nonce", a->client_nonce), KP_QSTR("error", a->error),
+                KP_FLOAT("latency_ms", ms));
     }
     if (d->draining) {
         if (kc_session_in_flight(s) == 0)
@@ -156,15 +156,15 @@ static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint3
     if (why == KC_DOWN_STOPPED)
         return;
     if (why == KC_DOWN_AUTH_REJECTED) {
-        KP_ERROR(MODULE, "authorize rejected", "username=\"%s\" error=\"%s\"", s->username,
-                 detail ? detail : "");
+        KP_ERROR(MODULE, "authorize rejected", KP_QSTR("username", s->username),
+                 KP_QSTR("error", detail));
         d->status = 1;
         finish(d);
         return;
     }
-    KP_WARN(MODULE, why == KC_DOWN_CONNECT_FAILED ? "connect failed" : "connection lost", "reason=\"%s\" detail=\"%s\" unanswered=%" PRIu32
-                                       " retry_ms=%" PRIu64,
-            kc_down_reason_name(why), detail ? detail : "", lost, retry_ms);
+    KP_WARN(MODULE, why == KC_DOWN_CONNECT_FAILED ? "connect failed" : "connection lost",
+            KP_QSTR("reason", kc_down_reason_name(why)), KP_QSTR("detail", detail),
+            KP_UINT("unanswered", lost), KP_UINT("retry_ms", retry_ms));
     if (d->draining) /* nothing more will be answered */
         finish(d);
 }
@@ -188,7 +188,7 @@ int kc_demo_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     c->backoff_base_ms = BACKOFF_BASE_MS;
     c->backoff_max_ms = BACKOFF_MAX_MS;
     if (kc_client_init(c) != 0 || kc_session_init(&d.session, c, opt->username) != 0) {
-        KP_ERROR(MODULE, "out of memory", NULL);
+        KP_ERROR(MODULE, "out of memory");
         kc_client_free(c);
         return 1;
     }
@@ -202,12 +202,11 @@ int kc_demo_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     if (opt->duration_ms)
         uv_timer_start(&d.end, on_duration, opt->duration_ms, 0);
 
-    KP_INFO(MODULE, "connecting", "addr=\"%s://%s%s\" username=\"%s\"",
-            kc_scheme_name(opt->addr.scheme), target->host_header, opt->addr.path, opt->username);
+    KP_INFO(MODULE, "connecting", KP_QSTR("addr", target->url), KP_QSTR("username", opt->username));
     kc_session_connect(&d.session);
     uv_run(loop, UV_RUN_DEFAULT);
 
-    KP_INFO(MODULE, "stopped", "accepted=%" PRIu64 " rejected=%" PRIu64, d.accepted, d.rejected);
+    KP_INFO(MODULE, "stopped", KP_UINT("accepted", d.accepted), KP_UINT("rejected", d.rejected));
     kc_session_free(&d.session);
     kc_client_free(c);
     return d.status;

@@ -102,7 +102,7 @@ static void finish(load *L)
 static void on_drain_deadline(uv_timer_t *t)
 {
     load *L = t->data;
-    KP_WARN(MODULE, "answers still missing after the drain", "in_flight=%" PRIu64, L->in_flight);
+    KP_WARN(MODULE, "answers still missing after the drain", KP_UINT("in_flight", L->in_flight));
     finish(L);
 }
 
@@ -128,7 +128,7 @@ static void on_duration(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     load *L = h->data;
-    KP_INFO(MODULE, "signal received, stopping", "signal=%d", signum);
+    KP_INFO(MODULE, "signal received, stopping", KP_INT("signal", signum));
     if (L->draining)
         finish(L);
     else
@@ -270,9 +270,8 @@ static void on_answer(kc_session *s, const kc_answer *a)
             unsigned bit = 1u << a->outcome;
             if (!(L->unexpected_logged & bit)) { /* once per error string */
                 L->unexpected_logged |= bit;
-                KP_WARN(MODULE, "unexpected rejection", "error=\"%s\" job_id=%" PRId64
-                                                        " username=\"%s\"",
-                        a->error, a->job_id, s->username);
+                KP_WARN(MODULE, "unexpected rejection", KP_QSTR("error", a->error),
+                        KP_INT("job_id", a->job_id), KP_QSTR("username", s->username));
             }
         }
     }
@@ -300,11 +299,10 @@ static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint3
         L->sum.down[why]++;
         L->downs_logged++;
         if (L->downs_logged <= LOG_FIRST || L->downs_logged % LOG_EVERY == 0)
-            KP_WARN(MODULE, "connection lost",
-                    "username=\"%s\" reason=\"%s\" detail=\"%s\" unanswered=%" PRIu32
-                    " retry_ms=%" PRIu64 " lost_so_far=%" PRIu64,
-                    s->username, kc_down_reason_name(why), detail ? detail : "", lost, retry_ms,
-                    L->downs_logged);
+            KP_WARN(MODULE, "connection lost", KP_QSTR("username", s->username),
+                    KP_QSTR("reason", kc_down_reason_name(why)), KP_QSTR("detail", detail),
+                    KP_UINT("unanswered", lost), KP_UINT("retry_ms", retry_ms),
+                    KP_UINT("lost_so_far", L->downs_logged));
     }
     if (L->draining && !L->finished && L->in_flight == 0)
         finish(L);
@@ -319,6 +317,12 @@ static const kc_session_events load_events = {
 
 /* ---- ramp and progress ---- */
 
+/* A non-negative duration rounded to a whole number, as "%.0f" wrote it. */
+static uint64_t whole(double x)
+{
+    return x > 0 ? (uint64_t)(x + 0.5) : 0;
+}
+
 static void on_ramp(uv_timer_t *t)
 {
     load *L = t->data;
@@ -329,8 +333,8 @@ static void on_ramp(uv_timer_t *t)
         kc_session_connect(&L->sessions[L->started++]);
     if (L->started == L->n) {
         uv_timer_stop(&L->ramp);
-        KP_INFO(MODULE, "ramp done", "sessions=%" PRIu32 " ready=%" PRIu32 " elapsed_ms=%.0f",
-                L->n, L->ready, elapsed);
+        KP_INFO(MODULE, "ramp done", KP_UINT("sessions", L->n), KP_UINT("ready", L->ready),
+                KP_UINT("elapsed_ms", whole(elapsed)));
     }
 }
 
@@ -341,15 +345,18 @@ static void on_progress(uv_timer_t *t)
     uint64_t rejected = 0;
     for (int oc = 0; oc <= KP_OUTCOME_COUNT; oc++)
         rejected += L->sum.rejected[oc];
-    KP_INFO(MODULE, "progress",
-            "elapsed_s=%.0f ready=%" PRIu32 " started=%" PRIu32 " submits_per_s=%" PRIu64
-            " accepted_per_s=%" PRIu64 " accepted=%" PRIu64 " rejected=%" PRIu64
-            " in_flight=%" PRIu64 " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f jobs=%zu errors=%" PRIu64,
-            (kc_now_ms() - L->start_ms) / 1000.0, L->ready, L->started,
-            L->sum.submits - L->prev_submits, L->sum.accepted - L->prev_accepted, L->sum.accepted,
-            rejected, L->in_flight, (double)kc_histogram_percentile(h, 50) / 1000.0,
-            (double)kc_histogram_percentile(h, 99) / 1000.0, (double)h->max / 1000.0,
-            L->sum.njobs, kc_summary_errors(&L->sum));
+    /* Microseconds / 1000 renders with at most three decimals (KP_FLOAT writes the shortest
+     * form: 0.06, not 0.060). */
+    KP_INFO(MODULE, "progress", KP_UINT("elapsed_s", whole((kc_now_ms() - L->start_ms) / 1000.0)),
+            KP_UINT("ready", L->ready), KP_UINT("started", L->started),
+            KP_UINT("submits_per_s", L->sum.submits - L->prev_submits),
+            KP_UINT("accepted_per_s", L->sum.accepted - L->prev_accepted),
+            KP_UINT("accepted", L->sum.accepted), KP_UINT("rejected", rejected),
+            KP_UINT("in_flight", L->in_flight),
+            KP_FLOAT("p50_ms", (double)kc_histogram_percentile(h, 50) / 1000.0),
+            KP_FLOAT("p99_ms", (double)kc_histogram_percentile(h, 99) / 1000.0),
+            KP_FLOAT("max_ms", (double)h->max / 1000.0), KP_UINT("jobs", L->sum.njobs),
+            KP_UINT("errors", kc_summary_errors(&L->sum)));
     L->prev_submits = L->sum.submits;
     L->prev_accepted = L->sum.accepted;
     kc_histogram_reset(&L->second);
@@ -397,15 +404,15 @@ static int init_sessions(load *L)
 static void check_limits(load *L)
 {
     uint64_t nofile = kc_raise_nofile();
-    KP_INFO(MODULE, "file descriptor limit", "nofile=%" PRIu64 " sessions=%" PRIu32, nofile, L->n);
+    KP_INFO(MODULE, "file descriptor limit", KP_UINT("nofile", nofile), KP_UINT("sessions", L->n));
     if ((uint64_t)L->n + FD_RESERVE > nofile)
         KP_WARN(MODULE, "more sessions than file descriptors: some will fail to connect",
-                "nofile=%" PRIu64 " sessions=%" PRIu32, nofile, L->n);
+                KP_UINT("nofile", nofile), KP_UINT("sessions", L->n));
     /* One source address reaches one server port through about 28k ephemeral ports. */
     uint32_t sources = L->opt->has_src ? kc_src_range_count(&L->opt->src) : 1;
     if ((uint64_t)L->n > (uint64_t)sources * 28000u)
         KP_WARN(MODULE, "more sessions than ephemeral ports: widen -src",
-                "sources=%" PRIu32 " sessions=%" PRIu32, sources, L->n);
+                KP_UINT("sources", sources), KP_UINT("sessions", L->n));
 }
 
 /* Ramp, -duration, drain, report. Returns the exit status. */
@@ -422,12 +429,10 @@ static int run(load *L, const kc_target *target)
     uv_signal_start(&L->sigint, on_signal, SIGINT);
     uv_signal_start(&L->sigterm, on_signal, SIGTERM);
 
-    KP_INFO(MODULE, "starting",
-            "addr=\"%s://%s%s\" sessions=%" PRIu32 " duration_ms=%" PRIu64
-            " rate=%s pipeline=%" PRIu32 " connect_rate=%" PRIu32 " sources=%" PRIu32,
-            kc_scheme_name(opt->addr.scheme), target->host_header, opt->addr.path, L->n,
-            opt->duration_ms, L->sum.rate_text, opt->pipeline, opt->connect_rate,
-            opt->has_src ? kc_src_range_count(&opt->src) : 0);
+    KP_INFO(MODULE, "starting", KP_QSTR("addr", target->url), KP_UINT("sessions", L->n),
+            KP_UINT("duration_ms", opt->duration_ms), KP_STR("rate", L->sum.rate_text),
+            KP_UINT("pipeline", opt->pipeline), KP_UINT("connect_rate", opt->connect_rate),
+            KP_UINT("sources", opt->has_src ? kc_src_range_count(&opt->src) : 0));
     L->start_ms = kc_now_ms();
     uv_timer_start(&L->ramp, on_ramp, 0, RAMP_TICK_MS);
     uv_timer_start(&L->progress, on_progress, PROGRESS_MS, PROGRESS_MS);
@@ -442,7 +447,7 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
 {
     load *L = calloc(1, sizeof(*L)); /* two histograms: too big for the stack */
     if (!L) {
-        KP_ERROR(MODULE, "out of memory", NULL);
+        KP_ERROR(MODULE, "out of memory");
         return 1;
     }
     L->loop = loop;
@@ -471,9 +476,9 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     c->backoff_max_ms = BACKOFF_MAX_MS;
     int status = 1;
     if (kc_client_init(c) != 0 || kc_nonce_seq_seed(&L->rng) != 0) {
-        KP_ERROR(MODULE, "out of memory", NULL);
+        KP_ERROR(MODULE, "out of memory");
     } else if (init_sessions(L) != 0) {
-        KP_ERROR(MODULE, "out of memory for the sessions", "sessions=%" PRIu32, opt->sessions);
+        KP_ERROR(MODULE, "out of memory for the sessions", KP_UINT("sessions", opt->sessions));
         for (uint32_t i = 0; i < L->n; i++) /* close the timers of those made */
             kc_session_stop(&L->sessions[i]);
         uv_run(loop, UV_RUN_DEFAULT);

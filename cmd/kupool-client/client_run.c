@@ -25,6 +25,9 @@ int kc_target_init(kc_target *t, const kc_options *o, FILE *err)
         fprintf(err, "kupool-client: invalid value for flag -addr: host too long\n");
         return KP_EINVAL;
     }
+    /* Fits by the size of url: the scheme, the Host header and the path, each bounded. */
+    snprintf(t->url, sizeof(t->url), "%s://%s%s", kc_scheme_name(o->addr.scheme), t->host_header,
+             o->addr.path);
     return 0;
 }
 

@@ -14,6 +14,8 @@
 typedef struct kc_target {
     struct sockaddr_storage server;      /* -addr, resolved */
     char host_header[KC_HOST_MAX + 16];  /* ws:// only: the Host header */
+    /* -addr as logged: scheme://host[:port][/path] */
+    char url[sizeof("wss://") + KC_HOST_MAX + 16 + KC_PATH_MAX];
 } kc_target;
 
 /* Resolves -addr and checks that the flags fit together (no wss://, -src only toward an IPv4

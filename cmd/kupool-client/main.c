@@ -60,7 +60,7 @@ int main(int argc, char **argv)
                               : kc_demo_run(&loop, &opt, &target);
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)
-        KP_WARN("client", "loop closed with handles open", "error=\"%s\"", uv_strerror(leftover));
+        KP_WARN("client", "loop closed with handles open", KP_QSTR("error", uv_strerror(leftover)));
     kp_log_close();
     return status;
 }

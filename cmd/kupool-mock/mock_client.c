@@ -77,7 +77,9 @@ static void client_stop(mock_client *c)
 
 static void fail(mock_client *c, const char *msg, const char *error)
 {
-    KP_ERROR(c->module, msg, "addr=\"%s:%d\" error=\"%s\"", c->target->host, c->target->port, error);
+    char addr[sizeof(c->target->host) + sizeof(":65535")];
+    snprintf(addr, sizeof(addr), "%s:%d", c->target->host, c->target->port);
+    KP_ERROR(c->module, msg, KP_QSTR("addr", addr), KP_QSTR("error", error));
     c->status = 1;
     client_stop(c);
 }
@@ -152,7 +154,7 @@ static void print_message(mock_client *c, const char *msg, size_t len)
     fputc('\n', stdout);
     fflush(stdout);
     c->received++;
-    KP_DEBUG(c->module, "receive message", "msg=\"%.*s\"", (int)len, msg);
+    KP_DEBUG(c->module, "receive message", KP_STRN("msg", msg, len)); /* the server's bytes */
 }
 
 static int grow(char **buf, size_t *cap, size_t need)
@@ -217,7 +219,9 @@ static void ws_on_open(void *user)
 {
     mock_client *c = user;
     uv_timer_stop(&c->deadline);
-    KP_INFO(c->module, "connected", "url=\"ws://%s%s\"", c->target->host_header, c->target->path);
+    char url[sizeof("ws://") + sizeof(c->target->host_header) + sizeof(c->target->path)];
+    snprintf(url, sizeof(url), "ws://%s%s", c->target->host_header, c->target->path);
+    KP_INFO(c->module, "connected", KP_QSTR("url", url));
 }
 
 static void ws_on_text(void *user, const char *msg, size_t len)
@@ -231,10 +235,11 @@ static void ws_on_close(void *user, uint16_t code, const char *why)
     /* 1000 normal, 1001 going away, 1005 a close frame without a code: all clean. */
     bool clean = code == 1000 || code == 1001 || code == 1005;
     if (clean)
-        KP_INFO(c->module, "server closed", "code=%u reason=\"%s\" received=%llu", code, why, c->received);
+        KP_INFO(c->module, "server closed", KP_UINT("code", code), KP_QSTR("reason", why),
+                KP_UINT("received", c->received));
     else
-        KP_ERROR(c->module, "connection failed", "code=%u reason=\"%s\" received=%llu", code, why,
-                 c->received);
+        KP_ERROR(c->module, "connection failed", KP_UINT("code", code), KP_QSTR("reason", why),
+                 KP_UINT("received", c->received));
     c->status = clean ? 0 : 1;
     client_finish(c);
 }
@@ -261,12 +266,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         if (c->ws) { /* a WebSocket ends with a close frame, which ends us before this */
-            KP_ERROR(c->module, "connection closed without a close frame", "received=%llu", c->received);
+            KP_ERROR(c->module, "connection closed without a close frame",
+                     KP_UINT("received", c->received));
             c->status = 1;
         } else {
             if (c->line_len)
                 print_message(c, c->line, c->line_len);
-            KP_INFO(c->module, "server closed", "received=%llu", c->received);
+            KP_INFO(c->module, "server closed", KP_UINT("received", c->received));
             c->status = 0;
         }
         client_stop(c);
@@ -319,10 +325,10 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (c->target->proto == KM_TCP) {
         uv_timer_stop(&c->deadline); /* the server speaks first, whenever it likes */
-        KP_INFO(c->module, "connected", "addr=\"%s\"", name);
+        KP_INFO(c->module, "connected", KP_QSTR("addr", name));
         return;
     }
-    KP_DEBUG(c->module, "tcp connected, upgrading", "addr=\"%s\"", name);
+    KP_DEBUG(c->module, "tcp connected, upgrading", KP_QSTR("addr", name));
     rc = kp_ws_client_new(&ws_callbacks, c, c->target->host_header, c->target->path, MAX_MSG, &c->ws);
     if (rc != 0) {
         fail(c, "cannot start the WebSocket handshake", kp_strerror(rc));
@@ -385,7 +391,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     c->interrupted = true;
     c->status = 0;
-    KP_INFO(c->module, "stopping", "signal=%d received=%llu", signum, c->received);
+    KP_INFO(c->module, "stopping", KP_INT("signal", signum), KP_UINT("received", c->received));
     if (c->ws && kp_ws_is_open(c->ws)) {
         kp_ws_close(c->ws, 1000, "client stopping");
         flush_out(c);
@@ -430,7 +436,8 @@ int km_client_run(const km_target *target)
     int status = c->status;
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)
-        KP_WARN(c->module, "loop closed with handles open", "error=\"%s\"", uv_strerror(leftover));
+        KP_WARN(c->module, "loop closed with handles open",
+                KP_QSTR("error", uv_strerror(leftover)));
     uv_freeaddrinfo(c->addrs);
     kp_ws_free(c->ws);
     free(c->out);

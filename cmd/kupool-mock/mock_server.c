@@ -85,7 +85,7 @@ static void conn_close(mock_conn *c, const char *why)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    KP_INFO(s->module, "client closed", "peer=\"%s\" reason=\"%s\"", c->peer, why);
+    KP_INFO(s->module, "client closed", KP_QSTR("peer", c->peer), KP_QSTR("reason", why));
     uv_timer_stop(&c->deadline);
     uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -204,14 +204,16 @@ static void ws_on_open(void *user)
 static void ws_on_text(void *user, const char *msg, size_t len)
 {
     mock_conn *c = user;
-    KP_INFO(c->srv->module, "receive message", "peer=\"%s\" msg=\"%.*s\"", c->peer, (int)len, msg);
+    /* The message is the client's bytes: a length-bounded field, quoted by the text format
+     * only when it needs to be. */
+    KP_INFO(c->srv->module, "receive message", KP_QSTR("peer", c->peer), KP_STRN("msg", msg, len));
 }
 
 static void ws_on_close(void *user, uint16_t code, const char *why)
 {
     mock_conn *c = user;
-    KP_DEBUG(c->srv->module, "websocket closed", "peer=\"%s\" code=%u reason=\"%s\"", c->peer, code,
-             why ? why : "");
+    KP_DEBUG(c->srv->module, "websocket closed", KP_QSTR("peer", c->peer), KP_UINT("code", code),
+             KP_QSTR("reason", why));
     conn_finish(c);
 }
 
@@ -283,12 +285,12 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     mock_server *s = listener->data;
     if (status < 0) {
-        KP_WARN(s->module, "accept failed", "error=\"%s\"", uv_strerror(status));
+        KP_WARN(s->module, "accept failed", KP_QSTR("error", uv_strerror(status)));
         return;
     }
     mock_conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        KP_ERROR(s->module, "out of memory accepting a connection", NULL);
+        KP_ERROR(s->module, "out of memory accepting a connection");
         return;
     }
     c->srv = s;
@@ -307,7 +309,7 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(&c->tcp, c->peer, sizeof(c->peer));
-    KP_INFO(s->module, "client connected", "peer=\"%s\"", c->peer);
+    KP_INFO(s->module, "client connected", KP_QSTR("peer", c->peer));
     uv_timer_start(&c->deadline, on_deadline, HANDSHAKE_TIMEOUT_MS, 0);
     if (s->cfg->proto == KM_WS && kp_ws_server_new(&ws_callbacks, c, MAX_MSG, &c->ws) != 0) {
         conn_close(c, "out of memory");
@@ -330,7 +332,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     if (s->stopping)
         return;
     s->stopping = true;
-    KP_INFO(s->module, "stopping", "signal=%d served=%llu", signum, s->served);
+    KP_INFO(s->module, "stopping", KP_INT("signal", signum), KP_UINT("served", s->served));
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -350,7 +352,7 @@ static int start_listener(mock_server *s)
     const km_listen *cfg = s->cfg;
     struct sockaddr_storage sa;
     if (kp_resolve_listen(cfg->host, cfg->port, &sa) != 0) {
-        KP_ERROR(s->module, "cannot resolve address", "host=\"%s\"", cfg->host);
+        KP_ERROR(s->module, "cannot resolve address", KP_QSTR("host", cfg->host));
         return KP_EINVAL;
     }
     uv_tcp_init(s->loop, &s->listener);
@@ -359,8 +361,8 @@ static int start_listener(mock_server *s)
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
-        KP_ERROR(s->module, "cannot listen", "host=\"%s\" port=%d error=\"%s\"", cfg->host, cfg->port,
-                 uv_strerror(rc));
+        KP_ERROR(s->module, "cannot listen", KP_QSTR("host", cfg->host), KP_INT("port", cfg->port),
+                 KP_QSTR("error", uv_strerror(rc)));
         uv_close((uv_handle_t *)&s->listener, NULL);
         return KP_EIO;
     }
@@ -370,7 +372,9 @@ static int start_listener(mock_server *s)
     int port = kp_format_sockaddr((const struct sockaddr *)&sa, bound, sizeof(bound));
     const char *open = strchr(cfg->host, ':') ? "[" : "";
     const char *close = open[0] ? "]" : "";
-    KP_INFO(s->module, "started", "listen=\"%s%s%s:%d\"", open, cfg->host, close, port);
+    char listen[sizeof(cfg->host) + sizeof("[]:65535")];
+    snprintf(listen, sizeof(listen), "%s%s%s:%d", open, cfg->host, close, port);
+    KP_INFO(s->module, "started", KP_QSTR("listen", listen));
     return 0;
 }
 
@@ -389,14 +393,14 @@ int km_server_run(const km_listen *cfg)
         uv_signal_start(&s.sigterm, on_signal, SIGTERM);
         status = 0;
     } else if (!s.read_buf) {
-        KP_ERROR(s.module, "out of memory", NULL);
+        KP_ERROR(s.module, "out of memory");
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0)
-        KP_INFO(s.module, "stopped", "served=%llu", s.served);
+        KP_INFO(s.module, "stopped", KP_UINT("served", s.served));
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)
-        KP_WARN(s.module, "loop closed with handles open", "error=\"%s\"", uv_strerror(leftover));
+        KP_WARN(s.module, "loop closed with handles open", KP_QSTR("error", uv_strerror(leftover)));
     free(s.read_buf);
     return status;
 }

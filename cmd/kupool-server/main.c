@@ -43,7 +43,8 @@ int main(int argc, char **argv)
     }
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)
-        KP_WARN("app.server", "loop closed with handles open", "error=\"%s\"", uv_strerror(leftover));
+        KP_WARN("app.server", "loop closed with handles open",
+                KP_QSTR("error", uv_strerror(leftover)));
     kp_log_close();
     return status;
 }
