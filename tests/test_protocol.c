@@ -97,8 +97,8 @@ static void test_envelope_errors(void **state)
                         "{\"id\":null,\"result\":false,\"error\":\"Invalid request\"}");
     assert_false(f->reply.actions & KP_REPLY_CLOSE);
     /* the third malformed message in a row closes (max_errors = 3) */
-    assert_string_equal(send_line(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
-                        "{\"id\":4,\"result\":false,\"error\":\"Unknown method\"}");
+    assert_string_equal(send_line(f, "{\"id\":4,\"params\":{}}"),
+                        "{\"id\":4,\"result\":false,\"error\":\"Invalid request\"}");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
 }
 
