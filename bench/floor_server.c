@@ -71,7 +71,7 @@ static void answer(const char *line, size_t len)
         return; /* a read of more answers than fit: the bench never sends that many */
     kp_request req;
     kp_outcome oc = kp_request_parse(line, len, parse_scratch, sizeof(parse_scratch), &req);
-    bool owned = oc == KP_OUTCOME_OK; /* only a parsed request holds its JSON tree */
+    bool owned = oc == KP_OUTCOME_OK; /* kp_request_free() pairs with a successful parse */
     if (oc == KP_OUTCOME_OK && req.method == KP_METHOD_AUTHORIZE) {
         out_len += kp_format_response(out_buf + out_len, req.has_id, req.id, KP_OUTCOME_OK);
         out_len += kp_format_job(out_buf + out_len, OUT_MAX - out_len, 1, SERVER_NONCE);
