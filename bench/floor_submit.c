@@ -45,13 +45,14 @@ int main(int argc, char **argv)
                                    i + 2, nonce, result);
     }
     char out[KP_RESPONSE_MAX];
+    static char scratch[256]; /* kp_request_parse's decoded strings: as large as a line */
     size_t written = 0;
     long ok = 0;
     double start = now_s();
     for (long n = 0; n < count; n++) {
         int i = (int)(n % LINES);
         kp_request req;
-        if (kp_request_parse(lines[i], lens[i], &req) != KP_OUTCOME_OK)
+        if (kp_request_parse(lines[i], lens[i], scratch, sizeof(scratch), &req) != KP_OUTCOME_OK)
             return 1;
         kp_submit_params p;
         kp_outcome oc = kp_submit_params_get(&req, &p);

@@ -1,7 +1,10 @@
 /* Wire codec (SPEC §2): request envelope, params checks, response and job lines.
  *
- * cJSON does the parsing; everything else works on its tree in place, so a message costs only
- * cJSON's own allocations. */
+ * The request path allocates nothing: json_scan.c validates the line and reports the spans of
+ * the few members that matter in one pass; the strings handed out are decoded into the caller's
+ * scratch, each at the offset its escaped form has in the line. A decoded string is never
+ * longer than its escaped form and is followed in the line by at least its closing quote, so
+ * decoded strings and their NULs never overlap and always fit a scratch as large as the line. */
 #include "codec.h"
 
 #include <assert.h>
@@ -9,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
+#include "json_scan.h"
 
 /* Longest fixed text around a response's id and error string, used to prove KP_RESPONSE_MAX. */
 #define RESPONSE_FIXED_MAX (sizeof("{\"id\":,\"result\":false,\"error\":\"\"}\n") - 1)
@@ -21,92 +24,50 @@ _Static_assert(RESPONSE_FIXED_MAX + INT64_DIGITS_MAX + WIRE_STRING_MAX < KP_RESP
 #define USERNAME_MAX_BYTES 255
 #define CLIENT_NONCE_MAX_CHARS 64
 
-/* JSON numbers are doubles: accept only integral values in the range a double holds exactly,
- * so that 2^53+1 is never silently read as 2^53. NaN and infinities fail the range test. */
-static bool json_get_int(const cJSON *item, int64_t *out)
+/* The members a request is made of; each one's value lands in slots[SLOT_...]. */
+enum {
+    SLOT_ID,
+    SLOT_METHOD,
+    SLOT_PARAMS,
+    SLOT_USERNAME,
+    SLOT_JOB_ID,
+    SLOT_CLIENT_NONCE,
+    SLOT_RESULT,
+    SLOT_COUNT
+};
+
+#define FIELD(name, slot, members) {name, sizeof(name) - 1, slot, members}
+
+static const kp_json_field params_fields[] = {
+    FIELD("username", SLOT_USERNAME, NULL),
+    FIELD("job_id", SLOT_JOB_ID, NULL),
+    FIELD("client_nonce", SLOT_CLIENT_NONCE, NULL),
+    FIELD("result", SLOT_RESULT, NULL),
+};
+static const kp_json_schema params_schema = {params_fields,
+                                             sizeof(params_fields) / sizeof(params_fields[0])};
+
+static const kp_json_field envelope_fields[] = {
+    FIELD("id", SLOT_ID, NULL),
+    FIELD("method", SLOT_METHOD, NULL),
+    FIELD("params", SLOT_PARAMS, &params_schema),
+};
+static const kp_json_schema envelope_schema = {envelope_fields,
+                                               sizeof(envelope_fields) / sizeof(envelope_fields[0])};
+
+/* Where a parse's decoded strings go: the caller's scratch mirrors the line. */
+typedef struct decoder {
+    const char *line;
+    char *scratch;
+} decoder;
+
+/* Decodes a scanned string into the scratch, NUL-terminated; returns it and its length. */
+static const char *decode_string(const decoder *d, const kp_json_value *v, size_t *len)
 {
-    if (!cJSON_IsNumber(item))
-        return false;
-    double d = item->valuedouble;
-    if (!(d >= -(double)KP_JSON_INT_MAX && d <= (double)KP_JSON_INT_MAX))
-        return false;
-    int64_t v = (int64_t)d;
-    if ((double)v != d)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* cJSON stops at the end of the first value and would accept `{...} garbage`; only JSON
- * whitespace may follow the object. */
-static bool only_whitespace(const char *p, const char *end)
-{
-    for (; p < end; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-            return false;
-    }
-    return true;
-}
-
-static kp_outcome envelope_check(const cJSON *root, kp_request *req)
-{
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    if (!json_get_int(id, &req->id))
-        return KP_OUTCOME_INVALID_REQUEST; /* has_id stays false: answer with id null */
-    req->has_id = true;
-
-    const cJSON *method = cJSON_GetObjectItemCaseSensitive(root, "method");
-    if (!cJSON_IsString(method) || method->valuestring == NULL)
-        return KP_OUTCOME_INVALID_REQUEST;
-
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "params");
-    if (!cJSON_IsObject(params))
-        return KP_OUTCOME_INVALID_REQUEST;
-
-    if (strcmp(method->valuestring, "authorize") == 0)
-        req->method = KP_METHOD_AUTHORIZE;
-    else if (strcmp(method->valuestring, "submit") == 0)
-        req->method = KP_METHOD_SUBMIT;
-    else
-        return KP_OUTCOME_UNKNOWN_METHOD;
-
-    req->params = params;
-    return KP_OUTCOME_OK;
-}
-
-kp_outcome kp_request_parse(const char *line, size_t len, kp_request *req)
-{
-    memset(req, 0, sizeof(*req));
-
-    /* cJSON reads strings up to a NUL, so a NUL inside the line would make it see a different
-     * message than the bytes the client sent. */
-    if (len == 0 || memchr(line, '\0', len) != NULL)
-        return KP_OUTCOME_INVALID_JSON;
-
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (root == NULL)
-        return KP_OUTCOME_INVALID_JSON;
-    if (!cJSON_IsObject(root) || end == NULL || !only_whitespace(end, line + len)) {
-        cJSON_Delete(root);
-        return KP_OUTCOME_INVALID_JSON;
-    }
-
-    kp_outcome oc = envelope_check(root, req);
-    if (oc != KP_OUTCOME_OK) {
-        cJSON_Delete(root);
-        req->params = NULL;
-        return oc;
-    }
-    req->json = root;
-    return KP_OUTCOME_OK;
-}
-
-void kp_request_free(kp_request *req)
-{
-    cJSON_Delete(req->json);
-    req->json = NULL;
-    req->params = NULL;
+    char *out = d->scratch + (v->text - d->line);
+    *len = kp_json_string_decode(v, out);
+    out[*len] = '\0';
+    return out;
 }
 
 /* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF; and no C0, DEL
@@ -156,19 +117,20 @@ static bool username_chars_ok(const unsigned char *s, size_t len)
     return true;
 }
 
-kp_outcome kp_authorize_params_get(const kp_request *req, kp_authorize_params *out)
+static bool authorize_params(const decoder *d, const kp_json_value *slots,
+                             kp_authorize_params *out)
 {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req->params, "username");
-    if (!cJSON_IsString(name) || name->valuestring == NULL)
-        return KP_OUTCOME_INVALID_USERNAME;
-    size_t len = strlen(name->valuestring);
-    if (len < 1 || len > USERNAME_MAX_BYTES)
-        return KP_OUTCOME_INVALID_USERNAME;
-    if (!username_chars_ok((const unsigned char *)name->valuestring, len))
-        return KP_OUTCOME_INVALID_USERNAME;
-    out->username = name->valuestring;
+    const kp_json_value *name = &slots[SLOT_USERNAME];
+    if (name->type != KP_JSON_STRING)
+        return false;
+    size_t len;
+    const char *s = decode_string(d, name, &len);
+    /* The byte check also refuses an escaped U+0000: it is a control character. */
+    if (len < 1 || len > USERNAME_MAX_BYTES || !username_chars_ok((const unsigned char *)s, len))
+        return false;
+    out->username = s;
     out->username_len = len;
-    return KP_OUTCOME_OK;
+    return true;
 }
 
 static bool is_hex_digit(char c)
@@ -179,35 +141,85 @@ static bool is_hex_digit(char c)
     return c >= 'a' && c <= 'f';
 }
 
-kp_outcome kp_submit_params_get(const kp_request *req, kp_submit_params *out)
+static bool submit_params(const decoder *d, const kp_json_value *slots, kp_submit_params *out)
 {
-    const cJSON *job_id = cJSON_GetObjectItemCaseSensitive(req->params, "job_id");
-    const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req->params, "client_nonce");
-    const cJSON *result = cJSON_GetObjectItemCaseSensitive(req->params, "result");
+    int64_t job_id;
+    if (!kp_json_integer(&slots[SLOT_JOB_ID], KP_JSON_INT_MAX, &job_id))
+        return false;
+    const kp_json_value *nonce = &slots[SLOT_CLIENT_NONCE];
+    const kp_json_value *result = &slots[SLOT_RESULT];
+    if (nonce->type != KP_JSON_STRING || result->type != KP_JSON_STRING)
+        return false;
 
-    int64_t id;
-    if (!json_get_int(job_id, &id))
-        return KP_OUTCOME_INVALID_PARAMS;
-    if (!cJSON_IsString(nonce) || nonce->valuestring == NULL)
-        return KP_OUTCOME_INVALID_PARAMS;
-    if (!cJSON_IsString(result) || result->valuestring == NULL)
-        return KP_OUTCOME_INVALID_PARAMS;
-
-    const char *n = nonce->valuestring;
-    size_t n_len = 0;
-    while (n[n_len] != '\0') {
-        if (n_len == CLIENT_NONCE_MAX_CHARS || !is_hex_digit(n[n_len]))
-            return KP_OUTCOME_INVALID_PARAMS;
-        n_len++;
+    size_t n_len;
+    const char *n = decode_string(d, nonce, &n_len);
+    if (n_len < 1 || n_len > CLIENT_NONCE_MAX_CHARS)
+        return false;
+    for (size_t i = 0; i < n_len; i++) {
+        if (!is_hex_digit(n[i])) /* an escaped U+0000 is not hex either */
+            return false;
     }
-    if (n_len == 0)
-        return KP_OUTCOME_INVALID_PARAMS;
 
-    out->job_id = id;
+    out->job_id = job_id;
     out->client_nonce = n;
     out->client_nonce_len = n_len;
-    out->result = result->valuestring;
-    out->result_len = strlen(result->valuestring);
+    out->result = decode_string(d, result, &out->result_len);
+    return true;
+}
+
+/* The method, compared on its decoded bytes: "submit\u0000x" is not "submit". */
+static bool method_is(const kp_json_value *method, const char *name)
+{
+    return kp_json_string_equals(method, name, strlen(name));
+}
+
+kp_outcome kp_request_parse(const char *line, size_t len, char *scratch, size_t scratch_cap,
+                            kp_request *req)
+{
+    memset(req, 0, sizeof(*req));
+    assert(scratch_cap >= len);
+    if (scratch_cap < len) /* a caller bug; never decode past the scratch */
+        return KP_OUTCOME_INVALID_JSON;
+
+    kp_json_value slots[SLOT_COUNT];
+    if (!kp_json_scan_object(line, len, &envelope_schema, slots, SLOT_COUNT))
+        return KP_OUTCOME_INVALID_JSON;
+
+    /* SPEC §2 envelope order: id, then method's type, then params' type, then method's name. */
+    if (!kp_json_integer(&slots[SLOT_ID], KP_JSON_INT_MAX, &req->id))
+        return KP_OUTCOME_INVALID_REQUEST; /* has_id stays false: answer with id null */
+    req->has_id = true;
+    if (slots[SLOT_METHOD].type != KP_JSON_STRING || slots[SLOT_PARAMS].type != KP_JSON_OBJECT)
+        return KP_OUTCOME_INVALID_REQUEST;
+
+    decoder d = {line, scratch};
+    if (method_is(&slots[SLOT_METHOD], "authorize")) {
+        req->method = KP_METHOD_AUTHORIZE;
+        req->params_valid = authorize_params(&d, slots, &req->params.authorize);
+    } else if (method_is(&slots[SLOT_METHOD], "submit")) {
+        req->method = KP_METHOD_SUBMIT;
+        req->params_valid = submit_params(&d, slots, &req->params.submit);
+    } else {
+        return KP_OUTCOME_UNKNOWN_METHOD;
+    }
+    return KP_OUTCOME_OK;
+}
+
+void kp_request_free(kp_request *req) { memset(req, 0, sizeof(*req)); }
+
+kp_outcome kp_authorize_params_get(const kp_request *req, kp_authorize_params *out)
+{
+    if (req->method != KP_METHOD_AUTHORIZE || !req->params_valid)
+        return KP_OUTCOME_INVALID_USERNAME;
+    *out = req->params.authorize;
+    return KP_OUTCOME_OK;
+}
+
+kp_outcome kp_submit_params_get(const kp_request *req, kp_submit_params *out)
+{
+    if (req->method != KP_METHOD_SUBMIT || !req->params_valid)
+        return KP_OUTCOME_INVALID_PARAMS;
+    *out = req->params.submit;
     return KP_OUTCOME_OK;
 }
 

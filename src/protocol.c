@@ -30,7 +30,30 @@ int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_pipeline *pipeline,
     return kp_hasher_init(&p->hasher);
 }
 
-void kp_protocol_free(kp_protocol *p) { kp_hasher_free(&p->hasher); }
+void kp_protocol_free(kp_protocol *p)
+{
+    kp_hasher_free(&p->hasher);
+    free(p->scratch);
+    p->scratch = NULL;
+    p->scratch_cap = 0;
+}
+
+/* The scratch must hold a message's length (codec.h). Transports cap messages at -max_msg, so
+ * this grows a few times at most and then never again. */
+static int ensure_scratch(kp_protocol *p, size_t len)
+{
+    if (len <= p->scratch_cap)
+        return 0;
+    size_t cap = p->scratch_cap ? p->scratch_cap : 512;
+    while (cap < len)
+        cap *= 2;
+    char *grown = realloc(p->scratch, cap);
+    if (!grown)
+        return KP_ENOMEM;
+    p->scratch = grown;
+    p->scratch_cap = cap;
+    return 0;
+}
 
 static int64_t wall_clock_ms(void)
 {
@@ -124,9 +147,21 @@ void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t l
 {
     reply->actions = 0;
     reply->len = 0;
+    reply->outcome = KP_OUTCOME_COUNT; /* until a response is set: e.g. out of memory, none */
+    if (ensure_scratch(p, len) != 0) {
+        KP_ERROR("app.listener", "out of memory parsing a message; closing session", NULL);
+        reply->actions |= KP_REPLY_CLOSE;
+        return;
+    }
     kp_request req;
-    kp_outcome oc = kp_request_parse(msg, len, &req);
-    if (oc != KP_OUTCOME_OK) {
+    kp_outcome oc = kp_request_parse(msg, len, p->scratch, p->scratch_cap, &req);
+    if (oc == KP_OUTCOME_UNKNOWN_METHOD && !peer->username) {
+        /* SPEC §2: anything but authorize before authorization is Unauthorized, and that check
+         * comes first, as in the submit check order. A well-formed envelope is needed to get
+         * here: garbage is still answered with what is wrong with it. */
+        set_reply(reply, req.has_id, req.id, KP_OUTCOME_UNAUTHORIZED);
+        reply->actions |= KP_REPLY_CLOSE;
+    } else if (oc != KP_OUTCOME_OK) {
         set_reply(reply, req.has_id, req.id, oc);
     } else {
         if (req.method == KP_METHOD_AUTHORIZE)

@@ -28,6 +28,10 @@ typedef struct kp_protocol {
     uint64_t next_seq;
     uint64_t outcomes[KP_OUTCOME_COUNT]; /* responses by outcome, for metrics and tests */
     uint64_t submits[KP_OUTCOME_COUNT];  /* responses to submit requests by outcome (metrics) */
+    char *scratch;             /* owned; where kp_request_parse() decodes strings. Grown to the
+                                  longest message seen (<= -max_msg), so a steady stream of
+                                  messages allocates nothing */
+    size_t scratch_cap;
 } kp_protocol;
 
 /* What the transport must do after a message. */

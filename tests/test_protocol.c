@@ -97,8 +97,8 @@ static void test_envelope_errors(void **state)
                         "{\"id\":null,\"result\":false,\"error\":\"Invalid request\"}");
     assert_false(f->reply.actions & KP_REPLY_CLOSE);
     /* the third malformed message in a row closes (max_errors = 3) */
-    assert_string_equal(send_line(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
-                        "{\"id\":4,\"result\":false,\"error\":\"Unknown method\"}");
+    assert_string_equal(send_line(f, "{\"id\":4,\"params\":{}}"),
+                        "{\"id\":4,\"result\":false,\"error\":\"Invalid request\"}");
     assert_true(f->reply.actions & KP_REPLY_CLOSE);
 }
 
@@ -214,6 +214,105 @@ static void test_event_carries_the_submit(void **state)
     assert_int_equal(f->proto.next_seq, 3);
 }
 
+/* Issue 9 item 12: before authorize, a well-formed request with any other method is Unauthorized
+ * and closes, like a submit; a broken envelope is still answered with what is wrong with it. */
+static void test_unknown_method_before_authorize_closes(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send_line(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
+                        "{\"id\":4,\"result\":false,\"error\":\"Unauthorized\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+    assert_int_equal(f->proto.outcomes[KP_OUTCOME_UNAUTHORIZED], 1);
+    assert_int_equal(f->peer.errors_in_row, 0);
+    f->reply.actions = 0;
+    assert_string_equal(send_line(f, "{\"id\":5,\"method\":\"submit\\u0000x\",\"params\":{}}"),
+                        "{\"id\":5,\"result\":false,\"error\":\"Unauthorized\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+    assert_string_equal(send_line(f, "{\"id\":6,\"method\":\"mine\"}"),
+                        "{\"id\":6,\"result\":false,\"error\":\"Invalid request\"}");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+}
+
+/* After authorize an unknown method stays Unknown method: malformed, counted, not closed. */
+static void test_unknown_method_after_authorize(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    assert_string_equal(send_line(f, "{\"id\":4,\"method\":\"mine\",\"params\":{}}"),
+                        "{\"id\":4,\"result\":false,\"error\":\"Unknown method\"}");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+    assert_string_equal(send_line(f, "{\"id\":5,\"method\":\"submit\\u0000x\",\"params\":{}}"),
+                        "{\"id\":5,\"result\":false,\"error\":\"Unknown method\"}");
+    assert_false(f->reply.actions & KP_REPLY_CLOSE);
+    send_line(f, "{\"id\":6,\"method\":\"\",\"params\":{}}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE); /* the third in a row (max_errors = 3) */
+}
+
+/* Issue 9 item 9: an escaped NUL is seen, so it fails the check of the field it is in. */
+static void test_escaped_nul_fails_its_check(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send_line(f, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"a\\u0000b\"}}"),
+                        "{\"id\":1,\"result\":false,\"error\":\"Invalid username\"}");
+    assert_true(f->reply.actions & KP_REPLY_CLOSE);
+    assert_null(f->peer.username);
+    authorize(f);
+    assert_string_equal(submit(f, 2, 1, "a3\\u0000zz!!", "00"),
+                        "{\"id\":2,\"result\":false,\"error\":\"Invalid params\"}");
+    /* the right hash of "a3", then an escaped NUL and junk */
+    const kp_job *job = NULL;
+    assert_int_equal(kp_job_book_lookup(&f->jobs, 1, f->now, &job), KP_OUTCOME_OK);
+    char result[128];
+    kp_test_result(job->server_nonce, "a3", result);
+    strcat(result, "\\u0000junk");
+    assert_string_equal(submit(f, 3, 1, "a3", result),
+                        "{\"id\":3,\"result\":false,\"error\":\"Invalid result\"}");
+    assert_int_equal(kp_pipeline_get_stats(f->pl).accepted, 0);
+    /* and the plain "a3" is still a fresh nonce */
+    kp_test_result(job->server_nonce, "a3", result);
+    assert_string_equal(submit(f, 4, 1, "a3", result), "{\"id\":4,\"result\":true}");
+}
+
+/* Issue 9 item 10: an integer is written without fraction or exponent. */
+static void test_integral_doubles_are_not_integers(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send_line(f, "{\"id\":3.0,\"method\":\"authorize\",\"params\":{\"username\":\"a\"}}"),
+                        "{\"id\":null,\"result\":false,\"error\":\"Invalid request\"}");
+    assert_null(f->peer.username);
+    assert_string_equal(send_line(f, "{\"id\":0001,\"method\":\"authorize\",\"params\":{\"username\":\"a\"}}"),
+                        "{\"id\":null,\"result\":false,\"error\":\"Invalid JSON\"}");
+    authorize(f);
+    const kp_job *job = NULL;
+    assert_int_equal(kp_job_book_lookup(&f->jobs, 1, f->now, &job), KP_OUTCOME_OK);
+    char result[65];
+    kp_test_result(job->server_nonce, "ab", result);
+    char line[256];
+    snprintf(line, sizeof(line),
+             "{\"id\":7,\"method\":\"submit\",\"params\":{\"job_id\":1.0,\"client_nonce\":\"ab\",\"result\":\"%s\"}}",
+             result);
+    assert_string_equal(send_line(f, line), "{\"id\":7,\"result\":false,\"error\":\"Invalid params\"}");
+    snprintf(line, sizeof(line),
+             "{\"id\":8,\"method\":\"submit\",\"params\":{\"job_id\":1e0,\"client_nonce\":\"ab\",\"result\":\"%s\"}}",
+             result);
+    assert_string_equal(send_line(f, line), "{\"id\":8,\"result\":false,\"error\":\"Invalid params\"}");
+}
+
+/* The decode scratch grows with the longest message and keeps working for short ones after. */
+static void test_long_messages(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    static char line[8192];
+    int n = snprintf(line, sizeof(line), "{\"id\":9,\"method\":\"submit\",\"params\":{\"job_id\":1,"
+                                         "\"client_nonce\":\"ab\",\"result\":\"");
+    memset(line + n, 'f', 7000);
+    strcpy(line + n + 7000, "\"}}");
+    assert_string_equal(send_line(f, line), "{\"id\":9,\"result\":false,\"error\":\"Invalid result\"}");
+    assert_true(f->proto.scratch_cap >= strlen(line));
+    assert_string_equal(submit(f, 10, 1, "ab", NULL), "{\"id\":10,\"result\":true}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +324,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_order_and_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_carries_the_submit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_method_before_authorize_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_method_after_authorize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escaped_nul_fails_its_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_integral_doubles_are_not_integers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_messages, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
