@@ -82,7 +82,7 @@ static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *re
     }
     peer->username = strndup(ap.username, ap.username_len);
     if (!peer->username) {
-        KP_ERROR("app.acceptor", "out of memory authorizing", NULL);
+        KP_ERROR("app.acceptor", "out of memory authorizing");
         reply->actions |= KP_REPLY_CLOSE;
         reply->len = 0;
         return;
@@ -125,8 +125,8 @@ static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, 
     if (oom) {
         /* The submit can be neither recorded nor refused honestly: drop the session, the client
          * will resubmit elsewhere. Never answer "accepted" for an event we could not keep. */
-        KP_ERROR("app.listener", "out of memory on submit; closing session", "username=\"%s\"",
-                 peer->username);
+        KP_ERROR("app.listener", "out of memory on submit; closing session",
+                 KP_QSTR("username", peer->username));
         reply->actions |= KP_REPLY_CLOSE;
         reply->len = 0;
         reply->outcome = KP_OUTCOME_COUNT;
@@ -137,9 +137,8 @@ static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, 
     if (oc == KP_OUTCOME_UNAUTHORIZED)
         reply->actions |= KP_REPLY_CLOSE;
     if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG("app.listener", "submit", "username=\"%s\" job_id=%" PRId64 " outcome=%s",
-                 peer->username ? peer->username : "", sp.job_id,
-                 kp_outcome_label(oc));
+        KP_DEBUG("app.listener", "submit", KP_QSTR("username", peer->username),
+                 KP_INT("job_id", sp.job_id), KP_STR("outcome", kp_outcome_label(oc)));
 }
 
 void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t len,
@@ -149,7 +148,7 @@ void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t l
     reply->len = 0;
     reply->outcome = KP_OUTCOME_COUNT; /* until a response is set: e.g. out of memory, none */
     if (ensure_scratch(p, len) != 0) {
-        KP_ERROR("app.listener", "out of memory parsing a message; closing session", NULL);
+        KP_ERROR("app.listener", "out of memory parsing a message; closing session");
         reply->actions |= KP_REPLY_CLOSE;
         return;
     }
