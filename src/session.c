@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "kupool/error.h"
 #include "log.h"
@@ -11,6 +12,12 @@
 /* A peer that lets this much output pile up unread is too slow to follow the broadcast; it is
  * dropped rather than allowed to grow the server's memory. */
 #define MAX_QUEUED_BYTES (256u * 1024u)
+/* The kernel's share of the same output: SO_SNDBUF is capped at accept (Linux doubles the value
+ * for its bookkeeping, so the kernel holds at most 256 KiB per socket, payload and overhead).
+ * Left to autotuning it grows to tcp_wmem's maximum, about 3-4 MB per socket on loopback,
+ * which MAX_QUEUED_BYTES never sees. 256 KiB is still far more than a line protocol keeps in
+ * flight: a job line is ~100 bytes and a response ~50. */
+#define KERNEL_SNDBUF_BYTES (128 * 1024)
 
 /* A queued write: owns a copy of its bytes, or a reference on a shared job line. */
 typedef struct write_req {
@@ -42,6 +49,19 @@ void kp_session_close(kp_session *sess, const char *why)
         KP_DEBUG(MODULE, "session closed", "reason=\"%s\" username=\"%s\"", why,
                  sess->peer.username ? sess->peer.username : "");
     uv_close((uv_handle_t *)&sess->tcp, on_close);
+}
+
+/* Closes with a reset (SO_LINGER 0) instead of a FIN: for a peer that stopped reading, so the
+ * kernel drops what it still holds for it at once rather than keeping it for minutes in an
+ * orphaned socket. */
+static void abort_session(kp_session *sess, const char *why)
+{
+    uv_os_fd_t fd;
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    /* Not uv_tcp_close_reset: it refuses a stream with a uv_shutdown pending. */
+    if (!sess->closing && uv_fileno((uv_handle_t *)&sess->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    kp_session_close(sess, why);
 }
 
 static void flush_out(kp_session *sess);
@@ -107,7 +127,7 @@ static void write_bytes(kp_session *sess, const char *data, size_t len, kp_share
     size_t rest = len - off;
     if (stream->write_queue_size + rest > MAX_QUEUED_BYTES) {
         sess->server->counters.closed_slow++;
-        kp_session_close(sess, "slow reader");
+        abort_session(sess, "slow reader");
         return;
     }
     write_req *wr = malloc(sizeof(*wr) + (line ? 0 : rest));
@@ -399,6 +419,8 @@ void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
     }
     s->counters.connections_accepted++;
     uv_tcp_nodelay(&sess->tcp, 1);
+    int sndbuf = KERNEL_SNDBUF_BYTES;
+    uv_send_buffer_size((uv_handle_t *)&sess->tcp, &sndbuf);
     if (websocket && kp_ws_server_new(&ws_callbacks, sess, s->cfg->max_msg, &sess->ws) != 0) {
         sess->closing = true;
         uv_close((uv_handle_t *)&sess->tcp, on_close);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1036,7 +1037,157 @@ static void test_scale_out(void **state)
     client_close(&b);
 }
 
-/* ---- 10. command line ---------------------------------------------------------------------- */
+/* ---- 10. hostile clients: slow readers, closes in the middle of a read --------------------- */
+
+/* A client socket whose receive buffer is small (set before connect, so the window is small
+ * from the start): what the server writes and it does not read stays on the server's side. The
+ * test never reads it through testsupport's line buffer; close it with close(). */
+static int connect_not_reading(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int rcvbuf = 16 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        fail_msg("connect: %s", strerror(errno));
+    return fd;
+}
+
+/* 1 when the server reset the connection (POLLHUP/POLLERR) within timeout_ms. Unread data does
+ * not hide a reset, unlike an EOF, which only shows after everything before it was read. */
+static int wait_reset(int fd, int timeout_ms)
+{
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            return 0;
+        struct pollfd pf = {.fd = fd, .events = 0};
+        if (poll(&pf, 1, (int)(deadline - now)) > 0 && (pf.revents & (POLLHUP | POLLERR)))
+            return 1;
+    }
+}
+
+/* Sends as much of data as the socket takes within timeout_ms; returns the bytes sent, or -1
+ * once the peer reset the connection. */
+static ssize_t send_some(int fd, const char *data, size_t len, int timeout_ms)
+{
+    size_t sent = 0;
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    while (sent < len) {
+        ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        uint64_t now = kp_test_now_ms();
+        if (now >= deadline)
+            break;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        poll(&pf, 1, (int)(deadline - now));
+        if (pf.revents & (POLLHUP | POLLERR))
+            return -1;
+    }
+    return (ssize_t)sent;
+}
+
+/* One series of the admin endpoint's /metrics (HTTP/1.0, read to EOF). */
+static double metric(int admin_port, const char *series)
+{
+    int fd = kp_connect(admin_port, 0);
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    kp_send(fd, req, sizeof(req) - 1);
+    static char body[1 << 17];
+    size_t len = 0;
+    uint64_t deadline = kp_test_now_ms() + REPLY_TIMEOUT_MS;
+    while (len + 1 < sizeof(body) && kp_test_now_ms() < deadline) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, body + len, sizeof(body) - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    body[len] = '\0';
+    kp_close(fd);
+    size_t slen = strlen(series);
+    for (const char *line = body; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (strncmp(line, series, slen) == 0 && line[slen] == ' ')
+            return strtod(line + slen + 1, NULL);
+    fail_msg("no series %s in /metrics:\n%s", series, body);
+    return 0;
+}
+
+/* Polls /metrics until `series` equals `want`; fails after timeout_ms with the last value. */
+static void wait_metric(int admin_port, const char *series, double want, int timeout_ms)
+{
+    uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
+    double v;
+    while ((v = metric(admin_port, series)) != want) {
+        if (kp_test_now_ms() >= deadline)
+            fail_msg("%s is %g, expected %g", series, v, want);
+        sleep_ms(50);
+    }
+}
+
+static const char *const hostile_args[] = {"-http_addr", "127.0.0.1:0", "-interval", "1h",
+                                           "-max_errors", "100000", "-min_submit_interval", "0",
+                                           "-job_secret", "hostile", NULL};
+
+/* The output a peer leaves unread is bounded in total, the kernel's share included: a client
+ * that floods submits and never reads is dropped (reset) as a slow reader once about 512 KiB of
+ * answers wait for it (256 KiB in the kernel, 256 KiB queued), not after the megabytes that
+ * an autotuned send buffer would take first. */
+static void test_slow_reader_bound(void **state)
+{
+    kp_proc *p = server_start(*state, hostile_args);
+    int admin = kp_proc_listen_port(p, "http.admin", 5000);
+    int fd = connect_not_reading(p->port);
+    static const char auth[] = "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"slow\"}}\n";
+    assert_int_equal(send_some(fd, auth, sizeof(auth) - 1, REPLY_TIMEOUT_MS), sizeof(auth) - 1);
+
+    /* Submits for a job that does not exist: cheap, not malformed, ~57 bytes of answer each. */
+    static char block[256 * 100];
+    int64_t id = 2;
+    uint64_t deadline = kp_test_now_ms() + 60000;
+    size_t total = 0;
+    for (;;) {
+        size_t len = 0;
+        for (int i = 0; i < 100; i++, id++)
+            len += format_submit(block + len, sizeof(block) - len, id, 999999999, "ab", "00");
+        ssize_t n = send_some(fd, block, len, 200);
+        if (n < 0)
+            break;
+        total += (size_t)n;
+        if (kp_test_now_ms() >= deadline || total > (64u << 20))
+            fail_msg("not dropped after %zu bytes of submits", total);
+        if ((size_t)n < len)
+            break; /* the server stopped reading: see whether it resets */
+    }
+    assert_true(wait_reset(fd, 10000));
+    close(fd);
+    wait_metric(admin, "kupool_connections", 0, 5000);
+    assert_int_equal((int)metric(admin, "kupool_sessions_closed_total{reason=\"slow\"}"), 1);
+
+    /* Every submit the server answered left its answer unread: count their bytes. */
+    double answered = metric(admin, "kupool_submits_total{outcome=\"task_not_exist\"}");
+    size_t unread = 0;
+    char line[256];
+    for (int64_t i = 2; i < 2 + (int64_t)answered; i++)
+        unread += (size_t)snprintf(line, sizeof(line),
+                                   "{\"id\":%" PRId64 ",\"result\":false,\"error\":\"Task does not exist\"}\n", i);
+    fprintf(stderr, "slow reader dropped after %zu bytes of answers (%.0f submits)\n", unread, answered);
+    assert_true(unread > 256u * 1024u);
+    assert_true(unread < 1024u * 1024u);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+}
+
+/* ---- 11. command line ---------------------------------------------------------------------- */
 
 typedef struct run_result {
     int status;
@@ -1181,7 +1332,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_sessions, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_with_sessions, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_scale_out, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_bound, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_command_line),
     };
+    /* KP_TEST_FILTER=test_slow* runs only the matching tests (a cmocka glob). */
+    const char *filter = getenv("KP_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
