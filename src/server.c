@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ void kp_shared_line_release(kp_shared_line *line)
 
 void kp_session_list_append(kp_session_list *list, kp_session *sess)
 {
+    /* A closing session is freed by its close callback: in a list it would dangle. */
+    assert(!sess->closing);
     sess->list = list;
     sess->next = NULL;
     sess->prev = list->tail;

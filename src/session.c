@@ -66,6 +66,14 @@ static void abort_session(kp_session *sess, const char *why)
 
 static void flush_out(kp_session *sess);
 
+/* A session that is closing, or draining after a closing error, handles no more input: whatever
+ * closed it (a full output, a write error, an error reply), the rest of the read it was in is
+ * dropped unanswered, and it never joins a list again. */
+static bool stopped(const kp_session *sess)
+{
+    return sess->closing || sess->draining;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     kp_session *sess = req->data;
@@ -231,6 +239,9 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len)
     kp_reply reply;
     kp_protocol_handle(&s->protocol, &sess->peer, msg, len, uv_now(s->loop), &reply);
     emit(sess, reply.line, reply.len);
+    /* The reply itself can close the session (it filled the output: a slow reader). */
+    if (stopped(sess))
+        return false;
     if (reply.actions & KP_REPLY_SEND_JOB)
         on_authorized(sess);
     if (reply.actions & KP_REPLY_CLOSE) {
@@ -240,7 +251,7 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len)
         close_after_writes(sess);
         return false;
     }
-    return true;
+    return !stopped(sess);
 }
 
 /* Handles one complete TCP line (terminator removed). */
@@ -334,7 +345,7 @@ static int ws_send(void *user, const char *data, size_t len)
 static void ws_on_text(void *user, const char *msg, size_t len)
 {
     kp_session *sess = user;
-    if (sess->closing || sess->draining)
+    if (stopped(sess)) /* wslay goes on parsing the rest of the read: ignore it */
         return;
     /* ws.c already closed (1009) any message over -max_msg: wslay's receive limit. */
     if (len)
@@ -380,7 +391,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         kp_session_close(sess, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
         return;
     }
-    if (nread == 0 || sess->closing || sess->draining)
+    if (nread == 0 || stopped(sess))
         return;
     s->out_len = 0;
     s->out_owner = sess;

@@ -1187,6 +1187,54 @@ static void test_slow_reader_bound(void **state)
     assert_int_equal(server_stop(p, SIGTERM), 0);
 }
 
+/* A session closed in the middle of a read handles nothing more of that read (issue 9 item 1).
+ * One write: "x\n" lines whose answers fill the unread output (the session is dropped as a slow
+ * reader inside that read), then an authorize and valid submits. Before the fix the closed
+ * session went on: the authorize put it in the authorized list after it was freed (ASan:
+ * use-after-free in the broadcast; without ASan a session that never goes away and a SIGTERM
+ * that spins), and the submits were accepted and counted. */
+static void test_closed_mid_read(void **state)
+{
+    kp_proc *p = server_start(*state, hostile_args);
+    int admin = kp_proc_listen_port(p, "http.admin", 5000);
+    /* -job_secret: the client can compute the current job without being sent it. */
+    int64_t job_id = (int64_t)time(NULL) / 3600;
+    char nonce[33];
+    hmac_nonce("hostile", job_id, nonce);
+
+    /* 16,000 answers of 50 bytes: 800 KB, well over the ~550 KB that can wait unread. */
+    enum { XS = 16000, SUBMITS = 50 };
+    size_t cap = 2 * XS + 512 + SUBMITS * 256;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t len = 0;
+    for (int i = 0; i < XS; i++) {
+        buf[len++] = 'x';
+        buf[len++] = '\n';
+    }
+    len += (size_t)snprintf(buf + len, cap - len,
+                            "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"late\"}}\n");
+    for (int i = 0; i < SUBMITS; i++) {
+        char cn[16];
+        snprintf(cn, sizeof(cn), "%04x", i);
+        len += format_valid_submit(buf + len, cap - len, 2 + i, job_id, nonce, cn);
+    }
+    assert_true(len < 64 * 1024); /* one read of the server's 64 KiB buffer */
+
+    int fd = connect_not_reading(p->port);
+    assert_int_equal(send_some(fd, buf, len, REPLY_TIMEOUT_MS), (ssize_t)len);
+    free(buf);
+    assert_true(wait_reset(fd, 10000));
+    close(fd);
+
+    wait_metric(admin, "kupool_connections", 0, 5000);
+    assert_int_equal((int)metric(admin, "kupool_sessions"), 0);
+    assert_int_equal((int)metric(admin, "kupool_sessions_closed_total{reason=\"slow\"}"), 1);
+    assert_int_equal((int)metric(admin, "kupool_submits_total{outcome=\"ok\"}"), 0);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    assert_int_equal(stopped_line(p).accepted, 0);
+}
+
 /* ---- 11. command line ---------------------------------------------------------------------- */
 
 typedef struct run_result {
@@ -1333,6 +1381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_with_sessions, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_scale_out, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader_bound, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_closed_mid_read, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_command_line),
     };
     /* KP_TEST_FILTER=test_slow* runs only the matching tests (a cmocka glob). */
