@@ -153,6 +153,33 @@ static void on_auth_timer(uv_timer_t *t)
     }
 }
 
+/* ---- drain deadline ---- */
+
+/* One timer for every draining session: they all have the same deadline, so the list is in
+ * deadline order and the timer only ever waits for its head. */
+static void on_drain_timer(uv_timer_t *t)
+{
+    kp_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    kp_session *head;
+    while ((head = s->draining.head) && now - head->drain_start_ms >= KP_DRAIN_TIMEOUT_MS) {
+        s->counters.closed_drain_timeout++;
+        kp_session_abort(head, "closing output not read within the drain deadline");
+    }
+    if (head)
+        uv_timer_start(t, on_drain_timer, KP_DRAIN_TIMEOUT_MS - (now - head->drain_start_ms), 0);
+}
+
+void kp_server_watch_drain(kp_server *s, kp_session *sess)
+{
+    kp_session_list_remove(s, sess);
+    kp_session_list_append(&s->draining, sess);
+    /* A session that drains in time leaves the list early; the timer then finds a later head
+     * and waits again for what is left of its deadline. */
+    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->drain_timer))
+        uv_timer_start(&s->drain_timer, on_drain_timer, KP_DRAIN_TIMEOUT_MS, 0);
+}
+
 /* ---- listener ---- */
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -262,9 +289,11 @@ void kp_server_shutdown(kp_server *s)
     }
     uv_close((uv_handle_t *)&s->job_timer, NULL);
     uv_close((uv_handle_t *)&s->auth_timer, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->broadcast_idle, NULL);
     close_list(&s->unauthorized);
     close_list(&s->authorized);
+    close_list(&s->draining);
     kp_pipeline_drain(s->pipeline, s->cfg->shutdown_timeout_ms, on_drained, s);
 }
 
@@ -319,6 +348,8 @@ static void start_timers(kp_server *s)
     s->job_timer.data = s;
     uv_timer_init(s->loop, &s->auth_timer);
     s->auth_timer.data = s;
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
     uv_idle_init(s->loop, &s->broadcast_idle);
     s->broadcast_idle.data = s;
 

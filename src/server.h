@@ -45,6 +45,7 @@ typedef struct kp_server_counters {
     uint64_t closed_too_long;
     uint64_t closed_slow;
     uint64_t closed_max_errors;
+    uint64_t closed_drain_timeout; /* closing error written, peer did not read it in time */
     uint64_t jobs_issued;
     uint64_t last_broadcast_us;    /* duration of the last completed broadcast */
 } kp_server_counters;
@@ -57,6 +58,7 @@ typedef struct kp_server {
     uv_tcp_t ws_listener; /* -ws_addr: WebSocket; ws_listener.loop is NULL when off */
     uv_timer_t job_timer;
     uv_timer_t auth_timer;
+    uv_timer_t drain_timer; /* armed while `draining` is not empty */
     uv_idle_t broadcast_idle;
     uv_signal_t sigint, sigterm;
     int port;    /* bound TCP port */
@@ -72,6 +74,7 @@ typedef struct kp_server {
 
     kp_session_list unauthorized; /* in accept order, so the head times out first */
     kp_session_list authorized;   /* broadcast order; new sessions join at the tail */
+    kp_session_list draining;     /* closing after their last writes, in drain order */
     size_t connections;           /* sessions open, counted from accept to close callback */
     size_t max_connections;       /* -max_conns, or what the fd limit allows */
 
@@ -107,8 +110,14 @@ void kp_server_shutdown(kp_server *s);
  * -shutdown_timeout), logs the final counts and frees everything. Returns the exit status. */
 int kp_server_free(kp_server *s);
 
+/* How long a session that is closing after an error may take to get its last bytes out (its
+ * uv_shutdown): a peer that does not read them by then is reset. */
+#define KP_DRAIN_TIMEOUT_MS 5000u
+
 /* Called by sessions. */
 void kp_session_list_remove(kp_server *s, kp_session *sess);
 void kp_session_list_append(kp_session_list *list, kp_session *sess);
+/* Moves `sess` to the draining list and makes sure the drain deadline is watched. */
+void kp_server_watch_drain(kp_server *s, kp_session *sess);
 
 #endif

@@ -51,10 +51,7 @@ void kp_session_close(kp_session *sess, const char *why)
     uv_close((uv_handle_t *)&sess->tcp, on_close);
 }
 
-/* Closes with a reset (SO_LINGER 0) instead of a FIN: for a peer that stopped reading, so the
- * kernel drops what it still holds for it at once rather than keeping it for minutes in an
- * orphaned socket. */
-static void abort_session(kp_session *sess, const char *why)
+void kp_session_abort(kp_session *sess, const char *why)
 {
     uv_os_fd_t fd;
     struct linger reset = {.l_onoff = 1, .l_linger = 0};
@@ -81,13 +78,17 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     kp_session_close(sess, "closed after response"); /* no-op when a close cancelled us */
 }
 
-/* Closes once everything queued has been written, so the client reads the error first. The
- * session stays in its list (a server shutdown still finds it) but reads and writes stop. */
+/* Closes once everything queued has been written, so the client reads the error first. Reads
+ * stop; the session moves to the server's draining list, whose deadline resets a peer that does
+ * not read its last bytes (uv_shutdown would wait for them forever), and where a server shutdown
+ * still finds it. */
 static void close_after_writes(kp_session *sess)
 {
     if (sess->closing || sess->draining)
         return;
     sess->draining = true;
+    sess->drain_start_ms = uv_now(sess->server->loop);
+    kp_server_watch_drain(sess->server, sess);
     uv_read_stop((uv_stream_t *)&sess->tcp);
     if (sess->ws && kp_ws_is_open(sess->ws)) {
         kp_ws_close(sess->ws, 1000, "");
@@ -135,7 +136,7 @@ static void write_bytes(kp_session *sess, const char *data, size_t len, kp_share
     size_t rest = len - off;
     if (stream->write_queue_size + rest > MAX_QUEUED_BYTES) {
         sess->server->counters.closed_slow++;
-        abort_session(sess, "slow reader");
+        kp_session_abort(sess, "slow reader");
         return;
     }
     write_req *wr = malloc(sizeof(*wr) + (line ? 0 : rest));

@@ -1235,6 +1235,46 @@ static void test_closed_mid_read(void **state)
     assert_int_equal(stopped_line(p).accepted, 0);
 }
 
+/* A session closing after an error waits for its last bytes to leave, but not forever (issue 9
+ * item 3): a client that stops reading, lets ~100 KB of answers queue behind a full socket, then
+ * sends an over-long line is reset at the drain deadline. Before it, uv_shutdown waited for
+ * writes that never drain and the connection lived as long as the client liked. */
+static void test_drain_deadline(void **state)
+{
+    kp_proc *p = server_start(*state, hostile_args);
+    int admin = kp_proc_listen_port(p, "http.admin", 5000);
+    int fd = connect_not_reading(p->port);
+    static const char auth[] = "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"stuck\"}}\n";
+    assert_int_equal(send_some(fd, auth, sizeof(auth) - 1, REPLY_TIMEOUT_MS), sizeof(auth) - 1);
+
+    /* 7,000 answers of ~57 bytes: ~400 KB, more than the kernel holds (~290 KB between the
+     * server's capped send buffer and this client's receive buffer), less than that plus the
+     * 256 KiB the server queues before it drops a slow reader. */
+    enum { SUBMITS = 7000 };
+    char *buf = malloc(SUBMITS * 128);
+    assert_non_null(buf);
+    size_t len = 0;
+    for (int i = 0; i < SUBMITS; i++)
+        len += format_submit(buf + len, SUBMITS * 128 - len, 2 + i, 999999999, "ab", "00");
+    assert_int_equal(send_some(fd, buf, len, REPLY_TIMEOUT_MS), (ssize_t)len);
+    free(buf);
+    wait_metric(admin, "kupool_submits_total{outcome=\"task_not_exist\"}", SUBMITS, REPLY_TIMEOUT_MS);
+
+    char *line = repeat('a', 5000); /* over -max_msg (4096) */
+    assert_int_equal(send_some(fd, line, 5000, REPLY_TIMEOUT_MS), 5000);
+    free(line);
+    uint64_t t0 = kp_test_now_ms();
+    wait_metric(admin, "kupool_sessions_closed_total{reason=\"too_long\"}", 1, REPLY_TIMEOUT_MS);
+    assert_true(wait_reset(fd, 15000));
+    uint64_t waited = kp_test_now_ms() - t0;
+    fprintf(stderr, "reset %" PRIu64 " ms after the over-long line\n", waited);
+    assert_true(waited >= 3000); /* the deadline (5 s), not the slow-reader drop */
+    close(fd);
+    wait_metric(admin, "kupool_connections", 0, 5000);
+    assert_int_equal((int)metric(admin, "kupool_sessions_closed_total{reason=\"slow\"}"), 0);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+}
+
 /* ---- 11. command line ---------------------------------------------------------------------- */
 
 typedef struct run_result {
@@ -1382,6 +1422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scale_out, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader_bound, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_closed_mid_read, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_deadline, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_command_line),
     };
     /* KP_TEST_FILTER=test_slow* runs only the matching tests (a cmocka glob). */
