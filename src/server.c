@@ -153,6 +153,31 @@ static void on_auth_timer(uv_timer_t *t)
     }
 }
 
+/* ---- read budgets: one round per loop iteration ---- */
+
+static void on_resume_idle(uv_idle_t *idle)
+{
+    (void)idle; /* only there to keep the poll from blocking while sessions wait */
+}
+
+/* Runs right before the loop polls for I/O: a new round of read budgets begins, and sessions
+ * deferred in the last one get theirs first. */
+static void on_round(uv_prepare_t *tick)
+{
+    kp_server *s = tick->data;
+    s->round++;
+    if (s->resume_head)
+        kp_session_resume_step(s);
+    if (!s->resume_head && uv_is_active((uv_handle_t *)&s->resume_idle))
+        uv_idle_stop(&s->resume_idle);
+}
+
+void kp_server_resume_pending(kp_server *s)
+{
+    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->resume_idle))
+        uv_idle_start(&s->resume_idle, on_resume_idle);
+}
+
 /* ---- drain deadline ---- */
 
 /* One timer for every draining session: they all have the same deadline, so the list is in
@@ -291,6 +316,8 @@ void kp_server_shutdown(kp_server *s)
     uv_close((uv_handle_t *)&s->auth_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->broadcast_idle, NULL);
+    uv_close((uv_handle_t *)&s->round_tick, NULL);
+    uv_close((uv_handle_t *)&s->resume_idle, NULL);
     close_list(&s->unauthorized);
     close_list(&s->authorized);
     close_list(&s->draining);
@@ -352,6 +379,12 @@ static void start_timers(kp_server *s)
     s->drain_timer.data = s;
     uv_idle_init(s->loop, &s->broadcast_idle);
     s->broadcast_idle.data = s;
+    uv_idle_init(s->loop, &s->resume_idle);
+    s->resume_idle.data = s;
+    uv_prepare_init(s->loop, &s->round_tick);
+    s->round_tick.data = s;
+    uv_prepare_start(&s->round_tick, on_round);
+    uv_unref((uv_handle_t *)&s->round_tick); /* it never keeps the loop alive by itself */
 
     issue_job(s);
     if (s->cfg->job_secret[0]) {

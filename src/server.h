@@ -60,6 +60,8 @@ typedef struct kp_server {
     uv_timer_t auth_timer;
     uv_timer_t drain_timer; /* armed while `draining` is not empty */
     uv_idle_t broadcast_idle;
+    uv_prepare_t round_tick; /* once per loop iteration: the read budgets' round, resumes */
+    uv_idle_t resume_idle;   /* active while sessions wait to resume: the poll must not block */
     uv_signal_t sigint, sigterm;
     int port;    /* bound TCP port */
     int ws_port; /* bound WebSocket port, 0 when off */
@@ -75,6 +77,8 @@ typedef struct kp_server {
     kp_session_list unauthorized; /* in accept order, so the head times out first */
     kp_session_list authorized;   /* broadcast order; new sessions join at the tail */
     kp_session_list draining;     /* closing after their last writes, in drain order */
+    kp_session *resume_head, *resume_tail; /* sessions over their read budget, in order */
+    uint64_t round;                        /* loop iterations, for the read budgets */
     size_t connections;           /* sessions open, counted from accept to close callback */
     size_t max_connections;       /* -max_conns, or what the fd limit allows */
 
@@ -117,6 +121,8 @@ int kp_server_free(kp_server *s);
 /* Called by sessions. */
 void kp_session_list_remove(kp_server *s, kp_session *sess);
 void kp_session_list_append(kp_session_list *list, kp_session *sess);
+/* A session joined the resume list: it is worked through from the next loop iteration on. */
+void kp_server_resume_pending(kp_server *s);
 /* Moves `sess` to the draining list and makes sure the drain deadline is watched. */
 void kp_server_watch_drain(kp_server *s, kp_session *sess);
 
