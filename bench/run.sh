@@ -7,14 +7,28 @@
 #       client against a server that only reads, parses, hashes and writes) and
 #       bench/floor_submit (parse + hash + format in process, no I/O)
 #       measured in the same run, and the top of a `perf record` profile of the server.
+#   (d) fairness: one session pipelining unpaced (-pipeline 1024 -rate max) while another
+#       (-rate 20) measures its round trips: the probe's latency p50/p99 and the flood's rate.
 #
-#   bench/run.sh [SECONDS]        (default 20 s for b and c)
+#   bench/run.sh [SECONDS]        (default 20 s for b, c and d)
+#
+# BASELINE_SERVER=/path/to/kupool-server runs (b), (c) and (d) against that binary too, in the
+# same run right after the new one, and prints new/baseline ratios (e.g. the previous commit's
+# Release build). BENCH_SCENARIOS=bcd (default abcd) runs a subset; only a run of a, b and c
+# replaces the section of docs/benchmarks.md.
 #
 # Installs what is missing, builds a Release tree in build-bench/, and replaces the "core"
 # section of docs/benchmarks.md with what it measured. Needs root for apt-get only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
+scenarios=${BENCH_SCENARIOS:-abcd}
+baseline=${BASELINE_SERVER:-}
+if [[ -n $baseline && ! -x $baseline ]]; then
+  echo "bench: BASELINE_SERVER=$baseline is not an executable" >&2
+  exit 2
+fi
+want() { [[ $scenarios == *"$1"* ]]; }
 
 scripts/deps.sh
 need=()
@@ -28,6 +42,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKP_BUILD_TESTS=OFF >/dev/nul
 cmake --build "$build" -j"$(nproc)" >/dev/null
 server=$build/kupool-server
 client=$build/kupool-client
+srv_bin=$server # the binary start_server runs: the new one, or the baseline
 
 work=$(mktemp -d /tmp/kupool-bench.XXXXXX)
 server_pid=
@@ -46,7 +61,7 @@ start_server() {
   local name=$1
   shift
   log=$work/$name.server.log
-  "$server" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" 2>"$log" &
+  "$srv_bin" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" 2>"$log" &
   server_pid=$!
   port= admin=
   for _ in $(seq 100); do
@@ -71,6 +86,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$server_pid/stat"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }'; }
 
+if want a; then
 # ---- (a) idle sessions ----------------------------------------------------------------------
 echo "== (a) 10,000 idle authorized sessions" >&2
 start_server a -interval 30s
@@ -94,19 +110,33 @@ stop_server
 per_session_a=$(awk -v a="$rss0" -v b="$rss1" -v n="$sessions_a" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
 echo "sessions=$sessions_a rss_before=${rss0}KiB rss_after=${rss1}KiB per_session=${per_session_a}B" >&2
 
-# ---- (b) 19k sessions at 0.95 submit/s --------------------------------------------------------
-echo "== (b) 19,000 sessions x 0.95 submit/s, a job every 2 s (${seconds}s)" >&2
-start_server b -interval 2s
-cpu0=$(cpu_s)
-"$client" -addr "127.0.0.1:$port" -n 19000 -rate 0.95 -duration "${seconds}s" -connect_rate 5000 \
-  -src 127.0.0.2-127.0.0.9 -json >"$work/b.json" 2>"$work/b.client.log"
-cpu1=$(cpu_s)
-stop_server
-b() { jq -r "$1" "$work/b.json"; }
-cpu_b=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
-rejected_b=$(b '[.rejected // {} | to_entries[] | .value] | add // 0')
-echo "connected=$(b .connected) accepted=$(b .accepted) rejected=$rejected_b cpu=${cpu_b}s" >&2
+fi
 
+# ---- (b) 19k sessions at 0.95 submit/s --------------------------------------------------------
+# bench_b TAG: one run against $srv_bin into $work/b.TAG.json, CPU seconds in $work/b.TAG.cpu.
+bench_b() {
+  local tag=$1
+  echo "== (b) [$tag] 19,000 sessions x 0.95 submit/s, a job every 2 s (${seconds}s)" >&2
+  start_server "b-$tag" -interval 2s
+  local c0 c1
+  c0=$(cpu_s)
+  "$client" -addr "127.0.0.1:$port" -n 19000 -rate 0.95 -duration "${seconds}s" -connect_rate 5000 \
+    -src 127.0.0.2-127.0.0.9 -json >"$work/b.$tag.json" 2>"$work/b.$tag.client.log"
+  c1=$(cpu_s)
+  stop_server
+  awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", b - a }' >"$work/b.$tag.cpu"
+  echo "connected=$(jq -r .connected "$work/b.$tag.json") accepted=$(jq -r .accepted "$work/b.$tag.json") cpu=$(cat "$work/b.$tag.cpu")s" >&2
+}
+if want b; then
+  srv_bin=$server bench_b new
+  [[ -n $baseline ]] && srv_bin=$baseline bench_b baseline
+  cp "$work/b.new.json" "$work/b.json"
+  b() { jq -r "$1" "$work/b.json"; }
+  cpu_b=$(cat "$work/b.new.cpu")
+  rejected_b=$(b '[.rejected // {} | to_entries[] | .value] | add // 0')
+fi
+
+if want c; then
 # ---- (c) throughput with the rate limit off ---------------------------------------------------
 echo "== (c) 100 sessions x 16 in flight, -min_submit_interval 0 (${seconds}s)" >&2
 floor=$("$build/bench/floor_submit" 2000000)
@@ -129,28 +159,98 @@ floor_accepted=$(jq -r .accepted "$work/floor.json")
 floor_rate=$(jq -r '.accepted_per_s | floor' "$work/floor.json")
 floor_io_ns=$(awk -v c="$floor_cpu" -v n="$floor_accepted" 'BEGIN { printf "%.0f", c * 1e9 / n }')
 echo "floor_server accepted=$floor_accepted per_s=$floor_rate per_submit=${floor_io_ns}ns" >&2
-start_server c -min_submit_interval 0
-cpu0=$(cpu_s)
+# bench_c TAG: one run against $srv_bin into $work/c.TAG.json, CPU seconds in $work/c.TAG.cpu;
+# the profile only for the new binary.
+bench_c() {
+  local tag=$1 c0 c1 perf_pid=
+  start_server "c-$tag" -min_submit_interval 0
+  c0=$(cpu_s)
+  if [[ $tag == new ]] && perf record -e cpu-clock -F 999 -g -p "$server_pid" -o "$work/perf.data" \
+    -- sleep "$((seconds / 2 + 2))" >/dev/null 2>&1 & then
+    perf_pid=$!
+  fi
+  "$client" -addr "127.0.0.1:$port" -n 100 -pipeline 16 -rate max -duration "${seconds}s" -json \
+    >"$work/c.$tag.json" 2>"$work/c.$tag.client.log"
+  c1=$(cpu_s)
+  [[ -n $perf_pid ]] && { wait "$perf_pid" 2>/dev/null || true; }
+  stop_server
+  awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", b - a }' >"$work/c.$tag.cpu"
+}
+srv_bin=$server bench_c new
+[[ -n $baseline ]] && srv_bin=$baseline bench_c baseline
+cp "$work/c.new.json" "$work/c.json"
 profile=""
-if perf record -e cpu-clock -F 999 -g -p "$server_pid" -o "$work/perf.data" -- sleep "$((seconds / 2 + 2))" \
-  >/dev/null 2>&1 & then
-  perf_pid=$!
-fi
-"$client" -addr "127.0.0.1:$port" -n 100 -pipeline 16 -rate max -duration "${seconds}s" -json \
-  >"$work/c.json" 2>"$work/c.client.log"
-cpu1=$(cpu_s)
-wait "$perf_pid" 2>/dev/null || true
-stop_server
 c() { jq -r "$1" "$work/c.json"; }
 accepted_c=$(c .accepted)
 rate_c=$(c '.accepted_per_s | floor')
-cpu_c=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
+cpu_c=$(cat "$work/c.new.cpu")
 us_per_submit=$(awk -v c="$cpu_c" -v n="$accepted_c" 'BEGIN { printf "%.2f", c * 1e6 / n }')
 if [[ -s $work/perf.data ]]; then
   profile=$(perf report -i "$work/perf.data" --no-children --stdio --sort symbol 2>/dev/null |
     grep -E '^ +[0-9.]+%' | head -15 || true)
 fi
 echo "accepted=$accepted_c per_s=$rate_c cpu=${cpu_c}s per_submit=${us_per_submit}us floor=${floor_ns}ns" >&2
+fi
+
+# ---- (d) fairness: one unpaced pipelining session next to a paced probe -----------------------
+# bench_d TAG: the flood (-n 1 -pipeline 1024 -rate max) starts first; the probe (-n 1 -rate 20)
+# runs for SECONDS inside it. Results in $work/d.TAG.{flood,probe}.json.
+bench_d() {
+  local tag=$1 flood_pid
+  echo "== (d) [$tag] fairness: 1 session -pipeline 1024 -rate max, probe -rate 20 (${seconds}s)" >&2
+  start_server "d-$tag" -min_submit_interval 0
+  "$client" -addr "127.0.0.1:$port" -n 1 -pipeline 1024 -rate max -duration "$((seconds + 2))s" \
+    -json >"$work/d.$tag.flood.json" 2>/dev/null &
+  flood_pid=$!
+  sleep 1
+  "$client" -addr "127.0.0.1:$port" -n 1 -rate 20 -duration "${seconds}s" -json \
+    >"$work/d.$tag.probe.json" 2>/dev/null
+  wait "$flood_pid" || true
+  stop_server
+  echo "probe p50=$(jq .latency_us.p50 "$work/d.$tag.probe.json")us p99=$(jq .latency_us.p99 "$work/d.$tag.probe.json")us flood=$(jq '.accepted_per_s | floor' "$work/d.$tag.flood.json")/s" >&2
+}
+if want d; then
+  srv_bin=$server bench_d new
+  [[ -n $baseline ]] && srv_bin=$baseline bench_d baseline
+fi
+
+# ---- new vs baseline ---------------------------------------------------------------------------
+if [[ -n $baseline ]]; then
+  j() { jq -r "$2" "$work/$1" 2>/dev/null || echo -; }
+  {
+    echo "| scenario | measure | new | baseline | new/baseline |"
+    echo "|---|---|---:|---:|---:|"
+    if want b; then
+      for m in .latency_us.p50 .latency_us.p99 .jobs.spread_max_ms .accepted; do
+        n=$(j b.new.json "$m"); o=$(j b.baseline.json "$m")
+        echo "| (b) | $m | $n | $o | $(ratio "$n" "$o") |"
+      done
+      echo "| (b) | server CPU s | $(cat "$work/b.new.cpu") | $(cat "$work/b.baseline.cpu") | $(ratio "$(cat "$work/b.new.cpu")" "$(cat "$work/b.baseline.cpu")") |"
+    fi
+    if want c; then
+      for m in '.accepted_per_s | floor' .latency_us.p50 .latency_us.p99; do
+        n=$(j c.new.json "$m"); o=$(j c.baseline.json "$m")
+        echo "| (c) | ${m%% |*} | $n | $o | $(ratio "$n" "$o") |"
+      done
+      nc=$(awk -v c="$(cat "$work/c.new.cpu")" -v n="$(j c.new.json .accepted)" 'BEGIN { printf "%.2f", c * 1e6 / n }')
+      oc=$(awk -v c="$(cat "$work/c.baseline.cpu")" -v n="$(j c.baseline.json .accepted)" 'BEGIN { printf "%.2f", c * 1e6 / n }')
+      echo "| (c) | server CPU us/submit | $nc | $oc | $(ratio "$nc" "$oc") |"
+    fi
+    if want d; then
+      for m in .latency_us.p50 .latency_us.p99 .latency_us.max; do
+        n=$(j d.new.probe.json "$m"); o=$(j d.baseline.probe.json "$m")
+        echo "| (d) | probe $m | $n | $o | $(ratio "$n" "$o") |"
+      done
+      n=$(j d.new.flood.json '.accepted_per_s | floor'); o=$(j d.baseline.flood.json '.accepted_per_s | floor')
+      echo "| (d) | flood accepted/s | $n | $o | $(ratio "$n" "$o") |"
+    fi
+  } | tee "$work/compare.md"
+elif want d; then
+  echo "(d) probe p50=$(jq .latency_us.p50 "$work/d.new.probe.json")us p99=$(jq .latency_us.p99 "$work/d.new.probe.json")us"
+fi
+
+# The docs section needs (a), (b) and (c).
+want a && want b && want c || exit 0
 
 cat >"$work/section.md" <<EOF
 <!-- core:begin (written by bench/run.sh; do not edit by hand) -->

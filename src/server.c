@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ void kp_shared_line_release(kp_shared_line *line)
 
 void kp_session_list_append(kp_session_list *list, kp_session *sess)
 {
+    /* A closing session is freed by its close callback: in a list it would dangle. */
+    assert(!sess->closing);
     sess->list = list;
     sess->next = NULL;
     sess->prev = list->tail;
@@ -150,6 +153,58 @@ static void on_auth_timer(uv_timer_t *t)
     }
 }
 
+/* ---- read budgets: one round per loop iteration ---- */
+
+static void on_resume_idle(uv_idle_t *idle)
+{
+    (void)idle; /* only there to keep the poll from blocking while sessions wait */
+}
+
+/* Runs right before the loop polls for I/O: a new round of read budgets begins, and sessions
+ * deferred in the last one get theirs first. */
+static void on_round(uv_prepare_t *tick)
+{
+    kp_server *s = tick->data;
+    s->round++;
+    if (s->resume_head)
+        kp_session_resume_step(s);
+    if (!s->resume_head && uv_is_active((uv_handle_t *)&s->resume_idle))
+        uv_idle_stop(&s->resume_idle);
+}
+
+void kp_server_resume_pending(kp_server *s)
+{
+    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->resume_idle))
+        uv_idle_start(&s->resume_idle, on_resume_idle);
+}
+
+/* ---- drain deadline ---- */
+
+/* One timer for every draining session: they all have the same deadline, so the list is in
+ * deadline order and the timer only ever waits for its head. */
+static void on_drain_timer(uv_timer_t *t)
+{
+    kp_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    kp_session *head;
+    while ((head = s->draining.head) && now - head->drain_start_ms >= KP_DRAIN_TIMEOUT_MS) {
+        s->counters.closed_drain_timeout++;
+        kp_session_abort(head, "closing output not read within the drain deadline");
+    }
+    if (head)
+        uv_timer_start(t, on_drain_timer, KP_DRAIN_TIMEOUT_MS - (now - head->drain_start_ms), 0);
+}
+
+void kp_server_watch_drain(kp_server *s, kp_session *sess)
+{
+    kp_session_list_remove(s, sess);
+    kp_session_list_append(&s->draining, sess);
+    /* A session that drains in time leaves the list early; the timer then finds a later head
+     * and waits again for what is left of its deadline. */
+    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->drain_timer))
+        uv_timer_start(&s->drain_timer, on_drain_timer, KP_DRAIN_TIMEOUT_MS, 0);
+}
+
 /* ---- listener ---- */
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -259,9 +314,13 @@ void kp_server_shutdown(kp_server *s)
     }
     uv_close((uv_handle_t *)&s->job_timer, NULL);
     uv_close((uv_handle_t *)&s->auth_timer, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->broadcast_idle, NULL);
+    uv_close((uv_handle_t *)&s->round_tick, NULL);
+    uv_close((uv_handle_t *)&s->resume_idle, NULL);
     close_list(&s->unauthorized);
     close_list(&s->authorized);
+    close_list(&s->draining);
     kp_pipeline_drain(s->pipeline, s->cfg->shutdown_timeout_ms, on_drained, s);
 }
 
@@ -316,8 +375,16 @@ static void start_timers(kp_server *s)
     s->job_timer.data = s;
     uv_timer_init(s->loop, &s->auth_timer);
     s->auth_timer.data = s;
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
     uv_idle_init(s->loop, &s->broadcast_idle);
     s->broadcast_idle.data = s;
+    uv_idle_init(s->loop, &s->resume_idle);
+    s->resume_idle.data = s;
+    uv_prepare_init(s->loop, &s->round_tick);
+    s->round_tick.data = s;
+    uv_prepare_start(&s->round_tick, on_round);
+    uv_unref((uv_handle_t *)&s->round_tick); /* it never keeps the loop alive by itself */
 
     issue_job(s);
     if (s->cfg->job_secret[0]) {

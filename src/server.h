@@ -45,6 +45,7 @@ typedef struct kp_server_counters {
     uint64_t closed_too_long;
     uint64_t closed_slow;
     uint64_t closed_max_errors;
+    uint64_t closed_drain_timeout; /* closing error written, peer did not read it in time */
     uint64_t jobs_issued;
     uint64_t last_broadcast_us;    /* duration of the last completed broadcast */
 } kp_server_counters;
@@ -57,7 +58,10 @@ typedef struct kp_server {
     uv_tcp_t ws_listener; /* -ws_addr: WebSocket; ws_listener.loop is NULL when off */
     uv_timer_t job_timer;
     uv_timer_t auth_timer;
+    uv_timer_t drain_timer; /* armed while `draining` is not empty */
     uv_idle_t broadcast_idle;
+    uv_prepare_t round_tick; /* once per loop iteration: the read budgets' round, resumes */
+    uv_idle_t resume_idle;   /* active while sessions wait to resume: the poll must not block */
     uv_signal_t sigint, sigterm;
     int port;    /* bound TCP port */
     int ws_port; /* bound WebSocket port, 0 when off */
@@ -72,6 +76,9 @@ typedef struct kp_server {
 
     kp_session_list unauthorized; /* in accept order, so the head times out first */
     kp_session_list authorized;   /* broadcast order; new sessions join at the tail */
+    kp_session_list draining;     /* closing after their last writes, in drain order */
+    kp_session *resume_head, *resume_tail; /* sessions over their read budget, in order */
+    uint64_t round;                        /* loop iterations, for the read budgets */
     size_t connections;           /* sessions open, counted from accept to close callback */
     size_t max_connections;       /* -max_conns, or what the fd limit allows */
 
@@ -107,8 +114,16 @@ void kp_server_shutdown(kp_server *s);
  * -shutdown_timeout), logs the final counts and frees everything. Returns the exit status. */
 int kp_server_free(kp_server *s);
 
+/* How long a session that is closing after an error may take to get its last bytes out (its
+ * uv_shutdown): a peer that does not read them by then is reset. */
+#define KP_DRAIN_TIMEOUT_MS 5000u
+
 /* Called by sessions. */
 void kp_session_list_remove(kp_server *s, kp_session *sess);
 void kp_session_list_append(kp_session_list *list, kp_session *sess);
+/* A session joined the resume list: it is worked through from the next loop iteration on. */
+void kp_server_resume_pending(kp_server *s);
+/* Moves `sess` to the draining list and makes sure the drain deadline is watched. */
+void kp_server_watch_drain(kp_server *s, kp_session *sess);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "kupool/error.h"
 #include "log.h"
@@ -11,6 +12,12 @@
 /* A peer that lets this much output pile up unread is too slow to follow the broadcast; it is
  * dropped rather than allowed to grow the server's memory. */
 #define MAX_QUEUED_BYTES (256u * 1024u)
+/* The kernel's share of the same output: SO_SNDBUF is capped at accept (Linux doubles the value
+ * for its bookkeeping, so the kernel holds at most 256 KiB per socket, payload and overhead).
+ * Left to autotuning it grows to tcp_wmem's maximum, about 3-4 MB per socket on loopback,
+ * which MAX_QUEUED_BYTES never sees. 256 KiB is still far more than a line protocol keeps in
+ * flight: a job line is ~100 bytes and a response ~50. */
+#define KERNEL_SNDBUF_BYTES (128 * 1024)
 
 /* A queued write: owns a copy of its bytes, or a reference on a shared job line. */
 typedef struct write_req {
@@ -27,8 +34,11 @@ static void on_close(uv_handle_t *h)
     kp_ws_free(sess->ws);
     kp_peer_free(&sess->peer);
     free(sess->partial);
+    free(sess->backlog);
     free(sess);
 }
+
+static void resume_unlink(kp_session *sess);
 
 void kp_session_close(kp_session *sess, const char *why)
 {
@@ -38,13 +48,32 @@ void kp_session_close(kp_session *sess, const char *why)
     kp_server *s = sess->server;
     if (sess->list)
         kp_session_list_remove(s, sess);
+    resume_unlink(sess);
     if (kp_log_enabled(KP_LOG_DEBUG))
         KP_DEBUG(MODULE, "session closed", "reason=\"%s\" username=\"%s\"", why,
                  sess->peer.username ? sess->peer.username : "");
     uv_close((uv_handle_t *)&sess->tcp, on_close);
 }
 
+void kp_session_abort(kp_session *sess, const char *why)
+{
+    uv_os_fd_t fd;
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    /* Not uv_tcp_close_reset: it refuses a stream with a uv_shutdown pending. */
+    if (!sess->closing && uv_fileno((uv_handle_t *)&sess->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    kp_session_close(sess, why);
+}
+
 static void flush_out(kp_session *sess);
+
+/* A session that is closing, or draining after a closing error, handles no more input: whatever
+ * closed it (a full output, a write error, an error reply), the rest of the read it was in is
+ * dropped unanswered, and it never joins a list again. */
+static bool stopped(const kp_session *sess)
+{
+    return sess->closing || sess->draining;
+}
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -53,13 +82,18 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     kp_session_close(sess, "closed after response"); /* no-op when a close cancelled us */
 }
 
-/* Closes once everything queued has been written, so the client reads the error first. The
- * session stays in its list (a server shutdown still finds it) but reads and writes stop. */
+/* Closes once everything queued has been written, so the client reads the error first. Reads
+ * stop; the session moves to the server's draining list, whose deadline resets a peer that does
+ * not read its last bytes (uv_shutdown would wait for them forever), and where a server shutdown
+ * still finds it. */
 static void close_after_writes(kp_session *sess)
 {
     if (sess->closing || sess->draining)
         return;
     sess->draining = true;
+    sess->drain_start_ms = uv_now(sess->server->loop);
+    kp_server_watch_drain(sess->server, sess);
+    resume_unlink(sess); /* what it had not handled yet is dropped with it */
     uv_read_stop((uv_stream_t *)&sess->tcp);
     if (sess->ws && kp_ws_is_open(sess->ws)) {
         kp_ws_close(sess->ws, 1000, "");
@@ -107,7 +141,7 @@ static void write_bytes(kp_session *sess, const char *data, size_t len, kp_share
     size_t rest = len - off;
     if (stream->write_queue_size + rest > MAX_QUEUED_BYTES) {
         sess->server->counters.closed_slow++;
-        kp_session_close(sess, "slow reader");
+        kp_session_abort(sess, "slow reader");
         return;
     }
     write_req *wr = malloc(sizeof(*wr) + (line ? 0 : rest));
@@ -211,6 +245,9 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len)
     kp_reply reply;
     kp_protocol_handle(&s->protocol, &sess->peer, msg, len, uv_now(s->loop), &reply);
     emit(sess, reply.line, reply.len);
+    /* The reply itself can close the session (it filled the output: a slow reader). */
+    if (stopped(sess))
+        return false;
     if (reply.actions & KP_REPLY_SEND_JOB)
         on_authorized(sess);
     if (reply.actions & KP_REPLY_CLOSE) {
@@ -220,7 +257,7 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len)
         close_after_writes(sess);
         return false;
     }
-    return true;
+    return !stopped(sess);
 }
 
 /* Handles one complete TCP line (terminator removed). */
@@ -273,29 +310,35 @@ static void drop_partial(kp_session *sess)
     sess->partial_len = sess->partial_cap = 0;
 }
 
-static void process(kp_session *sess, const char *p, const char *end)
+/* Frames and handles the lines in [start, end) until `budget` bytes are consumed (the last line
+ * may cross it) or the session stops. Returns the bytes consumed; an unfinished line at the end
+ * counts as consumed (it is kept in `partial`). */
+static size_t process(kp_session *sess, const char *start, const char *end, size_t budget)
 {
+    const char *p = start;
+    size_t all = (size_t)(end - start);
     if (sess->partial_len) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!keep_partial(sess, p, nl ? (size_t)(nl - p) : (size_t)(end - p)) || !nl)
-            return;
+            return all;
         bool go_on = handle_line(sess, sess->partial, sess->partial_len);
         if (sess->partial) /* a closed session's buffer is freed by on_close */
             drop_partial(sess);
         if (!go_on)
-            return;
+            return all;
         p = nl + 1;
     }
-    while (p < end) {
+    while (p < end && (size_t)(p - start) < budget) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) {
             keep_partial(sess, p, (size_t)(end - p));
-            return;
+            return all;
         }
         if (!handle_line(sess, p, (size_t)(nl - p)))
-            return;
+            return all;
         p = nl + 1;
     }
+    return (size_t)(p - start);
 }
 
 /* ---- WebSocket: ws.c frames, these callbacks connect it to the session ---- */
@@ -314,7 +357,7 @@ static int ws_send(void *user, const char *data, size_t len)
 static void ws_on_text(void *user, const char *msg, size_t len)
 {
     kp_session *sess = user;
-    if (sess->closing || sess->draining)
+    if (stopped(sess)) /* wslay goes on parsing the rest of the read: ignore it */
         return;
     /* ws.c already closed (1009) any message over -max_msg: wslay's receive limit. */
     if (len)
@@ -350,6 +393,144 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(s->read_buf, (unsigned)s->read_buf_size);
 }
 
+/* ---- fairness: a read budget per session and loop iteration ----
+ *
+ * A pipelining client's reads are 64 KiB and libuv reads a stream up to 32 times per wakeup:
+ * answered at once, one client holds the loop for milliseconds while everyone else waits. So
+ * each session handles at most READ_BUDGET bytes per loop iteration ("round", counted by the
+ * server's prepare handle). What a read brings beyond that is copied into the session's backlog
+ * (at most one read buffer: reads stay stopped until it is handled, which also ends libuv's
+ * 32-reads loop for that stream) and the session joins the resume list, which the server's
+ * prepare handle works through once per round, each session again with one budget. Order is
+ * kept: the backlog is handled before anything new is read. */
+
+/* 16 KiB: about 100 submits, a few hundred microseconds of work, and more than a
+ * non-pipelining client ever sends in one round. */
+#define READ_BUDGET (16u * 1024u)
+/* A WebSocket read is fed to wslay in slices, so a session that closed mid-read stops being
+ * parsed within a slice. */
+#define WS_FEED_SLICE 4096u
+
+static size_t budget_left(kp_session *sess)
+{
+    kp_server *s = sess->server;
+    if (sess->budget_round != s->round) {
+        sess->budget_round = s->round;
+        sess->budget_used = 0;
+    }
+    return sess->budget_used < READ_BUDGET ? READ_BUDGET - sess->budget_used : 0;
+}
+
+static size_t feed_ws(kp_session *sess, const char *data, size_t len, size_t budget)
+{
+    size_t off = 0;
+    while (off < len && off < budget && !stopped(sess)) {
+        size_t n = len - off < WS_FEED_SLICE ? len - off : WS_FEED_SLICE;
+        kp_ws_feed(sess->ws, data + off, n); /* errors arrive via ws_on_close */
+        off += n;
+    }
+    return stopped(sess) ? len : off;
+}
+
+/* Handles what the session's budget allows of [data, data + len), answers in one write, and
+ * returns the bytes consumed. */
+static size_t handle_input(kp_session *sess, const char *data, size_t len)
+{
+    kp_server *s = sess->server;
+    size_t budget = budget_left(sess);
+    s->out_len = 0;
+    s->out_owner = sess;
+    size_t used = sess->ws ? feed_ws(sess, data, len, budget)
+                           : process(sess, data, data + len, budget);
+    s->out_owner = NULL;
+    flush_out(sess);
+    sess->budget_used += used < budget ? (uint32_t)used : (uint32_t)budget;
+    return used;
+}
+
+static void resume_unlink(kp_session *sess)
+{
+    kp_server *s = sess->server;
+    if (!sess->resuming)
+        return;
+    if (sess->resume_prev)
+        sess->resume_prev->resume_next = sess->resume_next;
+    else
+        s->resume_head = sess->resume_next;
+    if (sess->resume_next)
+        sess->resume_next->resume_prev = sess->resume_prev;
+    else
+        s->resume_tail = sess->resume_prev;
+    sess->resume_prev = sess->resume_next = NULL;
+    sess->resuming = false;
+}
+
+/* Keeps the unhandled rest of a read and stops reading until it is handled. */
+static void defer_rest(kp_session *sess, const char *rest, size_t len)
+{
+    kp_server *s = sess->server;
+    sess->backlog = malloc(len);
+    if (!sess->backlog) {
+        kp_session_close(sess, "out of memory");
+        return;
+    }
+    memcpy(sess->backlog, rest, len);
+    sess->backlog_off = 0;
+    sess->backlog_len = (uint32_t)len;
+    uv_read_stop((uv_stream_t *)&sess->tcp);
+    sess->resuming = true;
+    sess->resume_next = NULL;
+    sess->resume_prev = s->resume_tail;
+    if (s->resume_tail)
+        s->resume_tail->resume_next = sess;
+    else
+        s->resume_head = sess;
+    s->resume_tail = sess;
+    kp_server_resume_pending(s);
+}
+
+static void drop_backlog(kp_session *sess)
+{
+    free(sess->backlog);
+    sess->backlog = NULL;
+    sess->backlog_off = sess->backlog_len = 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* One more budget of a deferred session's backlog; reads start again once it is handled. */
+static void resume_one(kp_session *sess)
+{
+    size_t len = sess->backlog_len - sess->backlog_off;
+    size_t used = handle_input(sess, sess->backlog + sess->backlog_off, len);
+    if (stopped(sess)) /* unlinked; a closing session's backlog is freed by on_close */
+        return;
+    sess->backlog_off += (uint32_t)used;
+    if (used < len)
+        return;
+    resume_unlink(sess);
+    drop_backlog(sess);
+    int rc = uv_read_start((uv_stream_t *)&sess->tcp, on_alloc, on_read);
+    if (rc != 0)
+        kp_session_close(sess, uv_strerror(rc));
+}
+
+void kp_session_resume_step(kp_server *s)
+{
+    /* Each session on the list at the start gets one budget; handling one session never
+     * closes another, so `next` stays valid. */
+    kp_session *last = s->resume_tail;
+    for (kp_session *sess = s->resume_head; sess;) {
+        kp_session *next = sess->resume_next;
+        bool was_last = sess == last;
+        resume_one(sess);
+        if (was_last)
+            break;
+        sess = next;
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     kp_session *sess = (kp_session *)stream;
@@ -360,16 +541,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         kp_session_close(sess, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
         return;
     }
-    if (nread == 0 || sess->closing || sess->draining)
+    if (nread == 0 || stopped(sess))
         return;
-    s->out_len = 0;
-    s->out_owner = sess;
-    if (sess->ws)
-        kp_ws_feed(sess->ws, buf->base, (size_t)nread); /* errors arrive via ws_on_close */
-    else
-        process(sess, buf->base, buf->base + nread);
-    s->out_owner = NULL;
-    flush_out(sess);
+    size_t used = handle_input(sess, buf->base, (size_t)nread);
+    if (used < (size_t)nread && !stopped(sess))
+        defer_rest(sess, buf->base + used, (size_t)nread - used);
 }
 
 void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
@@ -399,6 +575,8 @@ void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
     }
     s->counters.connections_accepted++;
     uv_tcp_nodelay(&sess->tcp, 1);
+    int sndbuf = KERNEL_SNDBUF_BYTES;
+    uv_send_buffer_size((uv_handle_t *)&sess->tcp, &sndbuf);
     if (websocket && kp_ws_server_new(&ws_callbacks, sess, s->cfg->max_msg, &sess->ws) != 0) {
         sess->closing = true;
         uv_close((uv_handle_t *)&sess->tcp, on_close);
