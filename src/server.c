@@ -86,9 +86,8 @@ static void broadcast_step(uv_idle_t *idle)
     if (!s->broadcast_next) {
         uv_idle_stop(&s->broadcast_idle);
         s->counters.last_broadcast_us = (uv_hrtime() - s->broadcast_start_ns) / 1000u;
-        if (kp_log_enabled(KP_LOG_DEBUG))
-            KP_DEBUG(MODULE_JOBS, "broadcast done", "job_id=%" PRId64 " duration_us=%" PRIu64,
-                     s->job_line_id, s->counters.last_broadcast_us);
+        KP_DEBUG(MODULE_JOBS, "broadcast done", KP_INT("job_id", s->job_line_id),
+                 KP_UINT("duration_us", s->counters.last_broadcast_us));
     }
 }
 
@@ -101,7 +100,7 @@ static int issue_job(kp_server *s)
         unix_ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
     int rc = kp_job_book_rotate(&s->jobs, uv_now(s->loop), unix_ms, &job);
     if (rc != 0) {
-        KP_ERROR(MODULE_JOBS, "cannot issue a job", "error=\"%s\"", kp_strerror(rc));
+        KP_ERROR(MODULE_JOBS, "cannot issue a job", KP_QSTR("error", kp_strerror(rc)));
         return rc;
     }
     if (job->id == s->job_line_id)
@@ -115,8 +114,8 @@ static int issue_job(kp_server *s)
     s->job_line = line;
     s->job_line_id = job->id;
     s->counters.jobs_issued++;
-    KP_INFO(MODULE_JOBS, "broadcast job", "job_id=%" PRId64 " nonce=%s sessions=%zu", job->id,
-            job->server_nonce, s->authorized.count);
+    KP_INFO(MODULE_JOBS, "broadcast job", KP_INT("job_id", job->id),
+            KP_STR("nonce", job->server_nonce), KP_UINT("sessions", s->authorized.count));
 
     /* A broadcast still running when the next job comes simply continues with the new line:
      * every session it has not reached yet gets the newest job. */
@@ -211,7 +210,7 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     kp_server *s = listener->data;
     if (status < 0) {
-        KP_WARN(MODULE_TCP, "accept failed", "error=\"%s\"", uv_strerror(status));
+        KP_WARN(MODULE_TCP, "accept failed", KP_QSTR("error", uv_strerror(status)));
         return;
     }
     kp_session_accept(s, listener, listener == (uv_stream_t *)&s->ws_listener);
@@ -225,7 +224,7 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     int port = 0;
     struct sockaddr_storage sa;
     if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || kp_resolve_listen(host, port, &sa) != 0) {
-        KP_ERROR(module, "cannot resolve address", "flag=%s addr=\"%s\"", flag, addr);
+        KP_ERROR(module, "cannot resolve address", KP_STR("flag", flag), KP_QSTR("addr", addr));
         return KP_EINVAL;
     }
     uv_tcp_init(s->loop, listener);
@@ -234,15 +233,15 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
-        KP_ERROR(module, "cannot listen", "flag=%s addr=\"%s\" error=\"%s\"", flag, addr,
-                 uv_strerror(rc));
+        KP_ERROR(module, "cannot listen", KP_STR("flag", flag), KP_QSTR("addr", addr),
+                 KP_QSTR("error", uv_strerror(rc)));
         return KP_EIO;
     }
     int len = sizeof(sa);
     uv_tcp_getsockname(listener, (struct sockaddr *)&sa, &len);
     char shown[300];
     *port_out = kp_format_sockaddr((const struct sockaddr *)&sa, shown, sizeof(shown));
-    KP_INFO(module, "started", "listen=\"%s\" max_conns=%zu", shown, s->max_connections);
+    KP_INFO(module, "started", KP_QSTR("listen", shown), KP_UINT("max_conns", s->max_connections));
     return 0;
 }
 
@@ -259,8 +258,8 @@ static size_t connection_bound(const kp_config *cfg)
     if (cfg->max_conns && cfg->max_conns < bound)
         bound = cfg->max_conns;
     else if (cfg->max_conns > bound)
-        KP_WARN(MODULE_TCP, "-max_conns exceeds the fd limit; lowered", "max_conns=%u fd_limit=%zu",
-                cfg->max_conns, fds);
+        KP_WARN(MODULE_TCP, "-max_conns exceeds the fd limit; lowered",
+                KP_UINT("max_conns", cfg->max_conns), KP_UINT("fd_limit", fds));
     return bound;
 }
 
@@ -270,10 +269,10 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     kp_server *s = h->data;
     if (s->shutting_down) {
-        KP_WARN(MODULE_APP, "signal during shutdown; still flushing", "signal=%d", signum);
+        KP_WARN(MODULE_APP, "signal during shutdown; still flushing", KP_INT("signal", signum));
         return;
     }
-    KP_INFO(MODULE_APP, "signal received", "signal=%d", signum);
+    KP_INFO(MODULE_APP, "signal received", KP_INT("signal", signum));
     kp_server_shutdown(s);
 }
 
@@ -288,11 +287,11 @@ static void on_drained(int status, void *arg)
     kp_server *s = arg;
     kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
     if (status == 0)
-        KP_INFO(MODULE_APP, "events flushed", "published=%" PRIu64 " spooled=%" PRIu64,
-                ps.published, ps.spooled);
+        KP_INFO(MODULE_APP, "events flushed", KP_UINT("published", ps.published),
+                KP_UINT("spooled", ps.spooled));
     else
         KP_ERROR(MODULE_APP, "shutdown: events neither published nor spooled",
-                 "lost=%" PRIu64 " mq=%s", (uint64_t)ps.waiting - ps.spooled, s->mq->name);
+                 KP_UINT("lost", (uint64_t)ps.waiting - ps.spooled), KP_STR("mq", s->mq->name));
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
@@ -303,8 +302,9 @@ void kp_server_shutdown(kp_server *s)
         return;
     s->shutting_down = true;
     s->shutdown_start_ns = uv_hrtime();
-    KP_INFO(MODULE_APP, "shutting down", "sessions=%zu connections=%zu waiting=%zu",
-            s->authorized.count, s->connections, kp_pipeline_get_stats(s->pipeline).waiting);
+    KP_INFO(MODULE_APP, "shutting down", KP_UINT("sessions", s->authorized.count),
+            KP_UINT("connections", s->connections),
+            KP_UINT("waiting", kp_pipeline_get_stats(s->pipeline).waiting));
     uv_close((uv_handle_t *)&s->listener, NULL);
     if (s->ws_listener.loop)
         uv_close((uv_handle_t *)&s->ws_listener, NULL);
@@ -331,14 +331,16 @@ static int open_parts(kp_server *s)
     const kp_config *cfg = s->cfg;
     int rc = kp_mq_open(cfg, &s->mq);
     if (rc != 0) {
-        KP_ERROR(MODULE_APP, "cannot open mq backend", "mq=%s error=\"%s\"", cfg->mq,
-                 rc == KP_EINVAL ? "invalid configuration (the line above says why)" : kp_strerror(rc));
+        KP_ERROR(MODULE_APP, "cannot open mq backend", KP_STR("mq", cfg->mq),
+                 KP_QSTR("error", rc == KP_EINVAL ? "invalid configuration (the line above says why)"
+                                                  : kp_strerror(rc)));
         return rc;
     }
     rc = kp_stats_open(cfg, &s->stats);
     if (rc != 0) {
-        KP_ERROR(MODULE_APP, "cannot open stats backend", "store=%s error=\"%s\"", cfg->store,
-                 rc == KP_EINVAL ? "invalid configuration (the line above says why)" : kp_strerror(rc));
+        KP_ERROR(MODULE_APP, "cannot open stats backend", KP_STR("store", cfg->store),
+                 KP_QSTR("error", rc == KP_EINVAL ? "invalid configuration (the line above says why)"
+                                                  : kp_strerror(rc)));
         return rc;
     }
     kp_pipeline_options po = {.spool_dir = cfg->data_dir};
@@ -456,9 +458,10 @@ int kp_server_free(kp_server *s)
     if (s->pipeline) {
         kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
         int64_t left = kp_mq_pending(s->mq);
-        KP_INFO(MODULE_APP, "stopped", "accepted=%" PRIu64 " published=%" PRIu64
-                " counted=%" PRIu64 " unpublished=%zu spooled=%" PRIu64 " queued=%" PRId64,
-                ps.accepted, ps.published, counted, ps.waiting, ps.spooled, left);
+        KP_INFO(MODULE_APP, "stopped", KP_UINT("accepted", ps.accepted),
+                KP_UINT("published", ps.published), KP_UINT("counted", counted),
+                KP_UINT("unpublished", ps.waiting), KP_UINT("spooled", ps.spooled),
+                KP_INT("queued", left));
         kp_pipeline_close(s->pipeline);
         uv_run(s->loop, UV_RUN_DEFAULT);
     }

@@ -49,9 +49,8 @@ void kp_session_close(kp_session *sess, const char *why)
     if (sess->list)
         kp_session_list_remove(s, sess);
     resume_unlink(sess);
-    if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG(MODULE, "session closed", "reason=\"%s\" username=\"%s\"", why,
-                 sess->peer.username ? sess->peer.username : "");
+    KP_DEBUG(MODULE, "session closed", KP_QSTR("reason", why),
+             KP_QSTR("username", sess->peer.username));
     uv_close((uv_handle_t *)&sess->tcp, on_close);
 }
 
@@ -216,9 +215,8 @@ static void on_authorized(kp_session *sess)
     kp_server *s = sess->server;
     kp_session_list_remove(s, sess);
     kp_session_list_append(&s->authorized, sess);
-    if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG("app.acceptor", "authorized", "username=\"%s\" sessions=%zu",
-                 sess->peer.username, s->authorized.count);
+    KP_DEBUG("app.acceptor", "authorized", KP_QSTR("username", sess->peer.username),
+             KP_UINT("sessions", s->authorized.count));
     /* The current job follows the response at once (SPEC §2 Sessions). */
     if (s->job_line) {
         sess->last_job_id = s->job_line_id;
@@ -231,8 +229,7 @@ static void on_authorized(kp_session *sess)
 static void close_too_long(kp_session *sess)
 {
     sess->server->counters.closed_too_long++;
-    if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG(MODULE, "message too long", "max_msg=%u", sess->server->cfg->max_msg);
+    KP_DEBUG(MODULE, "message too long", KP_UINT("max_msg", sess->server->cfg->max_msg));
     flush_out(sess);
     close_after_writes(sess);
 }
@@ -369,8 +366,7 @@ static void ws_on_close(void *user, uint16_t code, const char *why)
     kp_session *sess = user;
     if (code == 1009)
         sess->server->counters.closed_too_long++;
-    if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG("ws.server", "websocket closed", "code=%u reason=\"%s\"", code, why ? why : "");
+    KP_DEBUG("ws.server", "websocket closed", KP_UINT("code", code), KP_QSTR("reason", why));
     flush_out(sess);
     close_after_writes(sess);
 }
@@ -552,7 +548,7 @@ void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
 {
     kp_session *sess = calloc(1, sizeof(*sess));
     if (!sess) {
-        KP_ERROR(MODULE, "out of memory accepting a connection", NULL);
+        KP_ERROR(MODULE, "out of memory accepting a connection");
         return;
     }
     sess->server = s;
@@ -567,8 +563,9 @@ void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
     if (s->connections > s->max_connections || s->shutting_down) {
         s->counters.connections_rejected++;
         if (s->counters.connections_rejected == 1 || s->counters.connections_rejected % 1000 == 0)
-            KP_WARN(MODULE, "connection refused: -max_conns reached", "max_conns=%zu rejected=%llu",
-                    s->max_connections, (unsigned long long)s->counters.connections_rejected);
+            KP_WARN(MODULE, "connection refused: -max_conns reached",
+                    KP_UINT("max_conns", s->max_connections),
+                    KP_UINT("rejected", s->counters.connections_rejected));
         sess->closing = true;
         uv_close((uv_handle_t *)&sess->tcp, on_close);
         return;
