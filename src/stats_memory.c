@@ -2,7 +2,8 @@
  * its minutes in ascending order (events arrive almost in time order, so an insert is nearly
  * always an append). A mutex makes `query` safe beside the consumer's `record`.
  *
- * Bounded (stats_memory.h): minutes older than the retention window are forgotten, and when
+ * Bounded (stats_memory.h): minutes older than the retention window (which ends at the newest
+ * minute counted) are forgotten, and when
  * there are more users or entries than the caps, the users counted least recently are dropped
  * whole. Users sit on a list in the order they were last counted (`lru`, oldest first), so both
  * checks look at its head only. The bounds are enforced after each batch is counted, so the
@@ -15,9 +16,9 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backends.h"
 #include "kupool/error.h"
@@ -37,14 +38,10 @@ typedef struct stats_memory {
     user_counts **buckets;
     size_t nbuckets, nusers;
     size_t nentries; /* sum of every user's len */
+    int64_t newest;  /* the newest minute counted; INT64_MIN before the first */
     user_counts *lru_head, *lru_tail;
     kp_stats_evictions evicted;
 } stats_memory;
-
-static int64_t wall_clock(void)
-{
-    return (int64_t)time(NULL);
-}
 
 static uint64_t hash_name(const char *s)
 {
@@ -202,16 +199,24 @@ static void enforce_bounds(stats_memory *sm, int64_t cutoff)
         drop_user(sm, sm->lru_head, &sm->evicted.capped);
 }
 
-static int64_t window_start(const stats_memory *sm)
+/* The first minute inside the window that ends at `newest`. */
+static int64_t window_start(const stats_memory *sm, int64_t newest)
 {
-    return sm->lim.now() - sm->lim.retention_s;
+    return newest == INT64_MIN ? INT64_MIN : newest - sm->lim.retention_s;
 }
 
 static int mem_record(kp_stats *st, const kp_event *events, size_t n)
 {
     stats_memory *sm = (stats_memory *)st;
     pthread_mutex_lock(&sm->mu);
-    int64_t cutoff = window_start(sm);
+    /* The whole batch is judged against one window: the one its own newest event ends. */
+    int64_t newest = sm->newest;
+    for (size_t i = 0; i < n; i++) {
+        int64_t minute = kp_event_minute(&events[i]);
+        if (minute > newest)
+            newest = minute;
+    }
+    int64_t cutoff = window_start(sm, newest);
     size_t done = 0;
     int rc = 0;
     for (; done < n; done++) {
@@ -231,6 +236,7 @@ static int mem_record(kp_stats *st, const kp_event *events, size_t n)
             add_minute(sm, find_user(sm, events[i].username), minute, -1);
     }
     if (rc == 0) {
+        sm->newest = newest;
         uint64_t skipped = 0;
         for (size_t i = 0; i < n; i++)
             skipped += kp_event_minute(&events[i]) < cutoff;
@@ -255,7 +261,7 @@ static int mem_query(kp_stats *st, const char *username, kp_minute_count **out, 
     int rc = 0;
     user_counts *u = find_user(sm, username);
     /* Minutes that aged out since the user was last counted are still stored: skip them. */
-    int64_t cutoff = window_start(sm);
+    int64_t cutoff = window_start(sm, sm->newest);
     size_t first = 0;
     while (u && first < u->len && u->minutes[first].minute < cutoff)
         first++;
@@ -306,8 +312,7 @@ int kp_stats_memory_open_limits(const kp_stats_memory_limits *lim, kp_stats **ou
     if (!sm)
         return KP_ENOMEM;
     sm->lim = *lim;
-    if (!sm->lim.now)
-        sm->lim.now = wall_clock;
+    sm->newest = INT64_MIN;
     sm->nbuckets = 64;
     sm->buckets = calloc(sm->nbuckets, sizeof(*sm->buckets));
     if (!sm->buckets) {

@@ -8,7 +8,11 @@
 
 #include "kupool/stats.h"
 
-#define KP_STATS_MEMORY_RETENTION_S (24 * 3600) /* minutes older than this are forgotten */
+/* Minutes more than this before the newest minute counted are forgotten. The window is anchored
+ * on the data, not the wall clock: events are stamped at acceptance, so while they flow the
+ * newest minute is now, and the store stays deterministic (and a test replaying a fixed date
+ * keeps its counts). */
+#define KP_STATS_MEMORY_RETENTION_S (24 * 3600)
 #define KP_STATS_MEMORY_MAX_USERS 100000        /* least recently counted users go first */
 #define KP_STATS_MEMORY_MAX_ENTRIES 1000000     /* (username, minute) entries over all users */
 
@@ -16,7 +20,6 @@ typedef struct kp_stats_memory_limits {
     int64_t retention_s;
     size_t max_users;
     size_t max_entries;
-    int64_t (*now)(void); /* Unix seconds; NULL = the wall clock. Tests pass a fake. */
 } kp_stats_memory_limits;
 
 /* kp_stats_memory_open() with explicit bounds (kp_stats_memory_open uses the defaults above).
