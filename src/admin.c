@@ -2,34 +2,37 @@
  *
  * It lives on the server's loop, beside the miners' listener, and reads the server's counters
  * directly (loop thread) or through the thread-safe getters of the pipeline and the consumer.
+ * Request parsing (http-parser, routing, query decoding) is admin_http.c; /stats queries run on
+ * the dedicated worker of admin_query.c.
  *
  * One request per connection: every response carries `Connection: close`. Scrapers and health
  * checkers open a connection per request anyway, and without keep-alive there is no request
- * queue, no pipelining and no idle pool to bound. Requests are parsed by http-parser (Debian's
- * libhttp-parser); only GET with no body is served.
+ * queue, no pipelining and no idle pool to bound. Only GET with no body is served.
  *
- * Bounds, so a misbehaving client costs little and never blocks the loop:
- *  - at most KP_ADMIN_MAX_CONNS connections; more are closed at accept;
+ * Bounds, so a misbehaving client costs little, never blocks the loop and never locks out a
+ * health check (docs/observability.md):
+ *  - at most KP_ADMIN_MAX_CONNS connections. When all are taken, a new connection evicts the
+ *    oldest one that is still sending its request head (or lingering after its response), so
+ *    idle sockets cannot starve probes; only when every slot waits for a query or a write is the
+ *    new one closed at accept;
  *  - the request line and headers together at most KP_ADMIN_MAX_HEAD bytes (431, then close);
- *  - KP_ADMIN_REQUEST_TIMEOUT_MS from accept to the end of the exchange, whatever the state;
+ *  - KP_ADMIN_REQUEST_TIMEOUT_MS from accept to the end of the exchange: a head not complete by
+ *    then is closed without an answer, a /stats query not answered by then gets 504;
  *  - after the response, bytes the client still sends are read and dropped (so the close is a
  *    FIN, not a reset that could destroy the response in flight), at most ADMIN_DISCARD_MAX of
  *    them and for at most ADMIN_LINGER_MS.
  *
- * Ownership: a connection owns its handle, its URL buffer and its parser; a response buffer is
- * owned by its write request until the write callback; a /stats query owns its job struct and
- * holds one reference on the connection, so a connection closed while its query runs is freed
- * when the query returns. Connections are closed in conn_close() only and freed in
- * conn_release() only. The admin struct is freed once its handles are closed and its last
+ * Ownership: a connection owns its handle and its request parser; a response buffer is owned by
+ * its write request until the write callback; a /stats query is owned by the query worker, and
+ * a connection that closes cancels its query, so the worker never calls back into a freed
+ * connection. Connections are closed in conn_close() only and freed in on_conn_close() only. The
+ * admin struct is freed once its handles and its query worker are closed and its last
  * connection is freed. */
 #include "admin.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <http_parser.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin_http.h"
+#include "admin_query.h"
 #include "kupool/error.h"
 #include "log.h"
 #include "net_addr.h"
@@ -50,11 +55,10 @@
 #define ADMIN_SWEEP_MS 250u             /* how often deadlines are checked */
 #define ADMIN_READ_BUF 4096u
 #define ADMIN_BACKLOG 64
-#define USERNAME_MAX 255                /* SPEC §2 */
 
 typedef enum conn_state {
     CONN_READING,  /* feeding the parser until the headers are complete */
-    CONN_QUERYING, /* a /stats query runs on a worker */
+    CONN_QUERYING, /* a /stats query waits for or runs on the query worker */
     CONN_WRITING,  /* the response is being written */
     CONN_LINGERING /* response written and FIN sent: dropping input until the peer closes */
 } conn_state;
@@ -62,19 +66,16 @@ typedef enum conn_state {
 typedef struct admin_conn {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
     kp_admin *admin;
-    struct admin_conn *prev, *next; /* kp_admin.conns while open */
+    struct admin_conn *prev, *next; /* kp_admin.conns while open, newest first */
     bool listed;
     bool closing;
     bool peer_eof; /* the peer finished sending while the response was pending */
-    bool have_method; /* the parser has read the request method (for the debug log) */
     conn_state state;
-    unsigned refs; /* 1 for the handle until its close callback, 1 per query in flight */
+    uint64_t accepted_ms; /* loop time of the accept: eviction takes the oldest */
     uint64_t deadline_ms;
-    size_t head_bytes; /* bytes given to the parser */
-    size_t discarded;  /* bytes dropped after the request */
-    http_parser parser;
-    char *url; /* the request target, NUL-terminated; grows up to KP_ADMIN_MAX_HEAD */
-    size_t url_len, url_cap;
+    size_t discarded; /* bytes dropped after the request */
+    kp_admin_request req;
+    kp_query *query; /* while CONN_QUERYING: the worker's handle, cancelled on close */
     uv_shutdown_t shutdown_req;
 } admin_conn;
 
@@ -82,13 +83,14 @@ struct kp_admin {
     kp_server *server;
     uv_tcp_t listener;
     uv_timer_t sweep;
-    unsigned handles_open; /* listener and sweep timer not yet through their close callback */
-    admin_conn *conns;     /* open connections */
-    size_t nopen;          /* length of `conns` */
-    size_t nalive;         /* connection structs not yet freed (open, closing or in a query) */
+    kp_query_worker *queries; /* NULL when it could not start: /stats answers 503 */
+    unsigned parts_open; /* listener, sweep timer and query worker not yet through their close */
+    admin_conn *conns;   /* open connections */
+    size_t nopen;        /* length of `conns` */
+    size_t nalive;       /* connection structs not yet freed (open or closing) */
     bool closing;
-    uint64_t rejected;
-    http_parser_settings settings;
+    int64_t base_fds; /* descriptors open when the endpoint started (see process_open_fds) */
+    uint64_t rejected, evicted;
     /* One read at a time on the loop thread, and each read is consumed before the next
      * allocation, so one buffer serves every admin connection. */
     char read_buf[ADMIN_READ_BUF];
@@ -100,18 +102,6 @@ typedef struct response {
     size_t len;
     char data[];
 } response;
-
-/* A /stats query handed to a worker: the worker reads `stats` and `username` and fills the
- * result fields; nothing else is touched off the loop thread. */
-typedef struct stats_job {
-    uv_work_t req;
-    admin_conn *conn; /* holds a reference; touched on the loop thread only */
-    kp_stats *stats;  /* thread-safe `query` by contract */
-    char username[USERNAME_MAX + 1];
-    kp_minute_count *counts; /* malloc'd by the store */
-    size_t n;
-    int rc;
-} stats_job;
 
 /* ---- a growable text buffer for response bodies ---- */
 
@@ -158,24 +148,18 @@ static void tb_printf(textbuf *tb, const char *fmt, ...)
 
 static void admin_maybe_free(kp_admin *a)
 {
-    if (a->closing && a->handles_open == 0 && a->nalive == 0)
+    if (a->closing && a->parts_open == 0 && a->nalive == 0)
         free(a);
-}
-
-static void conn_release(admin_conn *c)
-{
-    if (--c->refs > 0)
-        return;
-    kp_admin *a = c->admin;
-    free(c->url);
-    free(c);
-    a->nalive--;
-    admin_maybe_free(a);
 }
 
 static void on_conn_close(uv_handle_t *h)
 {
-    conn_release((admin_conn *)h);
+    admin_conn *c = (admin_conn *)h;
+    kp_admin *a = c->admin;
+    kp_admin_request_free(&c->req);
+    free(c);
+    a->nalive--;
+    admin_maybe_free(a);
 }
 
 static void conn_unlist(admin_conn *c)
@@ -200,6 +184,8 @@ static void conn_close(admin_conn *c, const char *why)
     if (c->closing)
         return;
     c->closing = true;
+    kp_query_cancel(c->query);
+    c->query = NULL;
     conn_unlist(c);
     if (kp_log_enabled(KP_LOG_TRACE))
         KP_TRACE(MODULE, "connection closed", "reason=\"%s\"", why);
@@ -244,15 +230,6 @@ static void on_write(uv_write_t *req, int status)
     start_linger(c);
 }
 
-static const char *route_name(const char *path, size_t len)
-{
-    static const char *const routes[] = {"/metrics", "/healthz", "/stats"};
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (strlen(routes[i]) == len && memcmp(routes[i], path, len) == 0)
-            return routes[i];
-    return NULL;
-}
-
 /* Writes status line, headers and body in one buffer; the connection closes after it. */
 static void respond(admin_conn *c, unsigned status, const char *content_type, const char *body,
                     size_t body_len, const char *extra_headers)
@@ -284,17 +261,10 @@ static void respond(admin_conn *c, unsigned status, const char *content_type, co
         memcpy(r->data + hn, body, body_len);
     r->len = (size_t)hn + body_len;
     r->req.data = c;
-    if (kp_log_enabled(KP_LOG_DEBUG)) {
-        struct http_parser_url u;
-        http_parser_url_init(&u);
-        const char *route = NULL;
-        if (c->url && http_parser_parse_url(c->url, c->url_len, 0, &u) == 0 &&
-            (u.field_set & (1u << UF_PATH)))
-            route = route_name(c->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    if (kp_log_enabled(KP_LOG_DEBUG))
         KP_DEBUG(MODULE, "request", "method=%s path=%s status=%u bytes=%zu",
-                 c->have_method ? http_method_str((enum http_method)c->parser.method) : "-",
-                 route ? route : "other", status, body_len);
-    }
+                 kp_admin_request_method(&c->req), kp_admin_route_name(c->req.verdict.route),
+                 status, body_len);
     c->state = CONN_WRITING;
     uv_buf_t buf = uv_buf_init(r->data, (unsigned)r->len);
     if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
@@ -308,7 +278,8 @@ static void respond_text(admin_conn *c, unsigned status, const char *text)
     respond(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
 }
 
-static void respond_json_error(admin_conn *c, unsigned status, const char *message)
+static void respond_json_error(admin_conn *c, unsigned status, const char *message,
+                               const char *extra_headers)
 {
     char body[256];
     cJSON *obj = cJSON_CreateObject();
@@ -316,7 +287,7 @@ static void respond_json_error(admin_conn *c, unsigned status, const char *messa
         cJSON_PrintPreallocated(obj, body, sizeof(body) - 1, 0)) {
         size_t len = strlen(body);
         body[len++] = '\n';
-        respond(c, status, "application/json", body, len, NULL);
+        respond(c, status, "application/json", body, len, extra_headers);
     } else {
         conn_close(c, "out of memory");
     }
@@ -325,7 +296,7 @@ static void respond_json_error(admin_conn *c, unsigned status, const char *messa
 
 /* ---- /metrics ---- */
 
-/* Resident set size in bytes, or -1. Reading procfs on the loop thread is fine: its files are
+/* Resident set size in bytes, or -1. One small procfs read on the loop thread: its files are
  * generated by the kernel on read and never wait on a disk. */
 static int64_t process_rss_bytes(void)
 {
@@ -341,8 +312,9 @@ static int64_t process_rss_bytes(void)
     return (int64_t)(resident * (unsigned long long)page);
 }
 
-/* Open file descriptors (not counting the one used to list them), or -1. Procfs, as above. */
-static int64_t process_open_fds(void)
+/* Open file descriptors right now (not counting the one used to list them), or -1. Its cost
+ * grows with every open descriptor, so it runs once, at start, never per scrape. */
+static int64_t count_open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -354,6 +326,17 @@ static int64_t process_open_fds(void)
             n++;
     closedir(d);
     return n > 0 ? n - 1 : 0;
+}
+
+/* process_open_fds for a scrape, in constant time: the descriptors open when the endpoint
+ * started (stdio, log, loop internals, listeners, backend sockets open by then) plus one per
+ * miner connection and per admin connection open now. Listing /proc/self/fd instead took 9 ms of
+ * loop time at 15,000 connections. A backend socket opened later is not counted. */
+static int64_t process_open_fds(const kp_admin *a)
+{
+    if (a->base_fds < 0)
+        return -1;
+    return a->base_fds + (int64_t)a->server->connections + (int64_t)a->nopen;
 }
 
 static void family(textbuf *tb, const char *name, const char *type, const char *help)
@@ -373,8 +356,42 @@ static void metric_u64(textbuf *tb, const char *name, const char *type, const ch
     sample_u64(tb, name, v);
 }
 
-static void build_metrics(const kp_server *s, textbuf *tb)
+/* The endpoint's own bounds: connections, evictions, the /stats query queue, and what a bounded
+ * stats store dropped. */
+static void build_admin_metrics(const kp_admin *a, textbuf *tb)
 {
+    metric_u64(tb, "kupool_admin_connections", "gauge", "Open admin HTTP connections.", a->nopen);
+    metric_u64(tb, "kupool_admin_connections_evicted_total", "counter",
+               "Admin connections closed to make room for a new one: the oldest still sending "
+               "its request head, or lingering after its response.",
+               a->evicted);
+    metric_u64(tb, "kupool_admin_connections_refused_total", "counter",
+               "Admin connections closed at accept: every slot was waiting for a query or a write.",
+               a->rejected);
+    metric_u64(tb, "kupool_stats_queries_queued", "gauge",
+               "/stats queries waiting for the query worker.",
+               a->queries ? kp_query_worker_queued(a->queries) : 0);
+    metric_u64(tb, "kupool_stats_queries_refused_total", "counter",
+               "/stats requests answered 503 because the query queue was full.",
+               a->queries ? kp_query_worker_refused(a->queries) : 0);
+    metric_u64(tb, "kupool_stats_queries_dropped_total", "counter",
+               "/stats queries dropped before they ran: the client went away or timed out.",
+               a->queries ? kp_query_worker_dropped(a->queries) : 0);
+    kp_stats_evictions ev;
+    if (kp_stats_get_evictions(a->server->stats, &ev) == 0) {
+        family(tb, "kupool_stats_memory_evictions_total", "counter",
+               "(username, minute) entries the memory stats store dropped: older than its "
+               "retention (expired) or oldest beyond its caps (capped).");
+        tb_printf(tb, "kupool_stats_memory_evictions_total{reason=\"expired\"} %" PRIu64 "\n",
+                  ev.expired);
+        tb_printf(tb, "kupool_stats_memory_evictions_total{reason=\"capped\"} %" PRIu64 "\n",
+                  ev.capped);
+    }
+}
+
+static void build_metrics(const kp_admin *a, textbuf *tb)
+{
+    const kp_server *s = a->server;
     const kp_server_counters *k = &s->counters;
     kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
 
@@ -448,10 +465,15 @@ static void build_metrics(const kp_server *s, textbuf *tb)
     tb_printf(tb, "kupool_backend_up{backend=\"mq\"} %d\n", mq_up ? 1 : 0);
     tb_printf(tb, "kupool_backend_up{backend=\"stats\"} %d\n", stats_up ? 1 : 0);
 
+
+    build_admin_metrics(a, tb);
+
     family(tb, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     tb_printf(tb, "process_resident_memory_bytes %" PRId64 "\n", process_rss_bytes());
-    family(tb, "process_open_fds", "gauge", "Number of open file descriptors.");
-    tb_printf(tb, "process_open_fds %" PRId64 "\n", process_open_fds());
+    family(tb, "process_open_fds", "gauge",
+           "Open file descriptors: those open at start plus the miner and admin connections "
+           "open now.");
+    tb_printf(tb, "process_open_fds %" PRId64 "\n", process_open_fds(a));
     struct rlimit rl;
     int64_t max_fds = -1;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
@@ -463,7 +485,7 @@ static void build_metrics(const kp_server *s, textbuf *tb)
 static void serve_metrics(admin_conn *c)
 {
     textbuf tb = {0};
-    build_metrics(c->admin->server, &tb);
+    build_metrics(c->admin, &tb);
     if (tb.oom)
         respond_text(c, 500, "out of memory\n");
     else
@@ -498,75 +520,6 @@ static void serve_healthz(admin_conn *c)
 
 /* ---- /stats ---- */
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Decodes one application/x-www-form-urlencoded component ('+' is a space, %XX a byte) into
- * out[cap]. Returns the decoded length, or -1 when it is malformed or does not fit. */
-static long form_decode(const char *in, size_t len, char *out, size_t cap)
-{
-    size_t w = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = in[i];
-        if (ch == '%') {
-            int hi = i + 2 < len ? hex_value(in[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(in[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return -1;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (ch == '+') {
-            ch = ' ';
-        }
-        if (w + 1 >= cap)
-            return -1;
-        out[w++] = ch;
-    }
-    out[w] = '\0';
-    return (long)w;
-}
-
-/* Finds `username` in the query string. Returns 0 and fills out, KP_EINVAL when it is missing,
- * empty, malformed, too long or holds a control character. */
-static int query_username(const char *query, size_t len, char out[USERNAME_MAX + 1])
-{
-    const char *p = query, *end = query + len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        char key[16];
-        const char *kend = eq ? eq : stop;
-        if (form_decode(p, (size_t)(kend - p), key, sizeof(key)) >= 0 &&
-            strcmp(key, "username") == 0) {
-            const char *v = eq ? eq + 1 : stop;
-            long n = form_decode(v, (size_t)(stop - v), out, USERNAME_MAX + 1);
-            if (n <= 0)
-                return KP_EINVAL;
-            for (long i = 0; i < n; i++)
-                if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
-                    return KP_EINVAL;
-            return 0;
-        }
-        p = stop + 1;
-    }
-    return KP_EINVAL;
-}
-
-static void stats_work(uv_work_t *req)
-{
-    stats_job *job = req->data;
-    job->rc = kp_stats_query(job->stats, job->username, &job->counts, &job->n);
-}
-
 static void format_minute(int64_t unix_s, char out[32])
 {
     time_t t = (time_t)unix_s;
@@ -575,167 +528,99 @@ static void format_minute(int64_t unix_s, char out[32])
         snprintf(out, 32, "%" PRId64, unix_s);
 }
 
-static char *stats_json(const stats_job *job)
+/* The answer's JSON. Every string in it is valid UTF-8: the username passed
+ * kp_admin_query_username's check and the minutes are ASCII, so the body is valid JSON. */
+static char *stats_json(const char *username, const kp_query_result *res)
 {
     cJSON *root = cJSON_CreateObject();
-    bool ok = root && cJSON_AddStringToObject(root, "username", job->username);
+    bool ok = root && cJSON_AddStringToObject(root, "username", username);
     cJSON *minutes = ok ? cJSON_AddArrayToObject(root, "minutes") : NULL;
     ok = minutes != NULL;
-    for (size_t i = 0; ok && i < job->n; i++) {
+    for (size_t i = 0; ok && i < res->n; i++) {
         char when[32];
-        format_minute(job->counts[i].minute, when);
+        format_minute(res->counts[i].minute, when);
         cJSON *item = cJSON_CreateObject();
         ok = item && cJSON_AddItemToArray(minutes, item) &&
              cJSON_AddStringToObject(item, "minute", when) &&
-             cJSON_AddNumberToObject(item, "count", (double)job->counts[i].count);
+             cJSON_AddNumberToObject(item, "count", (double)res->counts[i].count);
     }
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return text;
 }
 
-static void stats_done(uv_work_t *req, int status)
+/* The query worker's answer, on the loop thread; never called for a cancelled query, so the
+ * connection is open and waiting. */
+static void stats_done(kp_query_result *res, void *arg)
 {
-    stats_job *job = req->data;
-    admin_conn *c = job->conn;
-    if (!c->closing) {
-        if (status != 0 || job->rc != 0) {
-            KP_WARN(MODULE, "stats query failed", "store=%s error=\"%s\"", job->stats->name,
-                    status != 0 ? uv_strerror(status) : kp_strerror(job->rc));
-            respond_json_error(c, 503, "stats store unavailable");
-        } else {
-            char *text = stats_json(job);
-            if (text) {
-                size_t len = strlen(text);
-                text[len] = '\n'; /* replaces the NUL: the body is sized explicitly */
-                respond(c, 200, "application/json", text, len + 1, NULL);
-                cJSON_free(text);
-            } else {
-                respond_text(c, 500, "out of memory\n");
-            }
-        }
+    admin_conn *c = arg;
+    c->query = NULL;
+    if (res->rc != 0) {
+        KP_WARN(MODULE, "stats query failed", "store=%s error=\"%s\"", c->admin->server->stats->name,
+                kp_strerror(res->rc));
+        respond_json_error(c, 503, "stats store unavailable", NULL);
+        return;
     }
-    free(job->counts);
-    free(job);
-    conn_release(c);
-}
-
-static void serve_stats(admin_conn *c, const char *query, size_t query_len)
-{
-    kp_server *s = c->admin->server;
-    stats_job *job = calloc(1, sizeof(*job));
-    if (!job) {
+    char *text = stats_json(c->req.verdict.username, res);
+    if (!text) {
         respond_text(c, 500, "out of memory\n");
         return;
     }
-    if (query_username(query, query_len, job->username) != 0) {
-        free(job);
-        respond_json_error(c, 400, "username: 1..255 bytes without control characters required");
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL: the body is sized explicitly */
+    respond(c, 200, "application/json", text, len + 1, NULL);
+    cJSON_free(text);
+}
+
+static void serve_stats(admin_conn *c)
+{
+    kp_admin *a = c->admin;
+    int rc = a->queries ? kp_query_submit(a->queries, c->req.verdict.username, stats_done, c,
+                                          &c->query)
+                        : KP_ECLOSED;
+    if (rc == KP_EAGAIN) {
+        respond_json_error(c, 503, "too many stats queries waiting", "Retry-After: 1\r\n");
         return;
     }
-    /* The store may block (PostgreSQL): the query runs on a worker, the answer in stats_done. */
-    job->conn = c;
-    job->stats = s->stats;
-    job->req.data = job;
-    c->refs++;
-    c->state = CONN_QUERYING;
-    int rc = uv_queue_work(s->loop, &job->req, stats_work, stats_done);
     if (rc != 0) {
-        c->refs--;
-        free(job);
-        respond_json_error(c, 503, "stats store unavailable");
+        respond_json_error(c, 503, "stats store unavailable", NULL);
+        return;
     }
+    c->state = CONN_QUERYING;
 }
 
 /* ---- requests ---- */
 
-static void handle_request(admin_conn *c)
+static void dispatch(admin_conn *c)
 {
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (!c->url || http_parser_parse_url(c->url, c->url_len, 0, &u) != 0 ||
-        !(u.field_set & (1u << UF_PATH))) {
-        respond_text(c, 400, "bad request target\n");
+    const kp_admin_verdict *v = &c->req.verdict;
+    if (v->status != 0) {
+        if (kp_log_enabled(KP_LOG_DEBUG) && v->status == 400 && !c->req.head_complete)
+            KP_DEBUG(MODULE, "bad request", "error=%s",
+                     http_errno_name(HTTP_PARSER_ERRNO(&c->req.parser)));
+        char text[128];
+        snprintf(text, sizeof(text), "%s\n", v->message);
+        if (v->json_error)
+            respond_json_error(c, v->status, v->message, NULL);
+        else
+            respond(c, v->status, "text/plain; charset=utf-8", text, strlen(text),
+                    v->allow_get ? "Allow: GET\r\n" : NULL);
         return;
     }
-    const char *route = route_name(c->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    if (!route) {
-        respond_text(c, 404, "not found\n");
-        return;
-    }
-    if (c->parser.method != HTTP_GET) {
-        static const char text[] = "method not allowed\n";
-        respond(c, 405, "text/plain; charset=utf-8", text, sizeof(text) - 1, "Allow: GET\r\n");
-        return;
-    }
-    bool has_body = (c->parser.flags & F_CHUNKED) ||
-                    (c->parser.content_length > 0 && c->parser.content_length != ULLONG_MAX);
-    if (has_body) {
-        respond_text(c, 400, "a request body is not accepted\n");
-        return;
-    }
-    if (strcmp(route, "/metrics") == 0) {
+    switch (v->route) {
+    case KP_ADMIN_ROUTE_METRICS:
         serve_metrics(c);
-    } else if (strcmp(route, "/healthz") == 0) {
+        break;
+    case KP_ADMIN_ROUTE_HEALTHZ:
         serve_healthz(c);
-    } else {
-        const char *q = "";
-        size_t qlen = 0;
-        if (u.field_set & (1u << UF_QUERY)) {
-            q = c->url + u.field_data[UF_QUERY].off;
-            qlen = u.field_data[UF_QUERY].len;
-        }
-        serve_stats(c, q, qlen);
+        break;
+    case KP_ADMIN_ROUTE_STATS:
+        serve_stats(c);
+        break;
+    case KP_ADMIN_ROUTE_NONE:
+        respond_text(c, 404, "not found\n");
+        break;
     }
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    admin_conn *c = p->data;
-    c->have_method = true; /* the method precedes the target */
-    if (c->url_len + len + 1 > c->url_cap) {
-        size_t cap = c->url_cap ? c->url_cap : 128;
-        while (cap < c->url_len + len + 1)
-            cap *= 2;
-        char *grown = realloc(c->url, cap);
-        if (!grown)
-            return 1;
-        c->url = grown;
-        c->url_cap = cap;
-    }
-    memcpy(c->url + c->url_len, at, len);
-    c->url_len += len;
-    c->url[c->url_len] = '\0';
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    admin_conn *c = p->data;
-    handle_request(c);
-    /* Whatever follows (a body, a pipelined request) is not parsed: the connection closes after
-     * this one response. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static void feed(admin_conn *c, const char *data, size_t len)
-{
-    size_t room = KP_ADMIN_MAX_HEAD - c->head_bytes;
-    size_t n = len < room ? len : room;
-    size_t used = http_parser_execute(&c->parser, &c->admin->settings, data, n);
-    c->head_bytes += used;
-    if (c->closing || c->state != CONN_READING)
-        return; /* the request was dispatched (or the connection failed) */
-    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-    if (err != HPE_OK) {
-        if (kp_log_enabled(KP_LOG_DEBUG))
-            KP_DEBUG(MODULE, "bad request", "error=%s", http_errno_name(err));
-        respond_text(c, 400, "bad request\n");
-        return;
-    }
-    if (c->head_bytes >= KP_ADMIN_MAX_HEAD)
-        respond_text(c, 431, "request line and headers exceed 8 KiB\n");
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -750,9 +635,21 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF && (c->state == CONN_QUERYING || c->state == CONN_WRITING)) {
-            /* A client that half-closes after its request still gets the answer. */
+        if (nread == UV_EOF && c->state == CONN_QUERYING) {
+            /* A client that merely half-closed and one that went away look the same from here.
+             * A query the worker has not taken yet would only hold a queue slot for a client
+             * that is probably gone, so it is dropped; one already running is answered. */
+            if (kp_query_drop_if_queued(c->query)) {
+                c->query = NULL;
+                conn_close(c, "client left before its query ran");
+                return;
+            }
             c->peer_eof = true;
+            uv_read_stop(stream);
+            return;
+        }
+        if (nread == UV_EOF && c->state == CONN_WRITING) {
+            c->peer_eof = true; /* a client that half-closes after its request gets the answer */
             uv_read_stop(stream);
             return;
         }
@@ -760,7 +657,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == CONN_READING) {
-        feed(c, buf->base, (size_t)nread);
+        if (kp_admin_request_feed(&c->req, buf->base, (size_t)nread) == KP_ADMIN_FEED_DONE)
+            dispatch(c);
         return;
     }
     c->discarded += (size_t)nread;
@@ -769,6 +667,36 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* ---- listener and deadlines ---- */
+
+/* The connection a newcomer may replace when every slot is taken: the oldest that is still
+ * sending its head (idle sockets, slow clients) or lingering after its answer. A connection
+ * waiting for its query or writing its response is never evicted: the query queue is bounded
+ * (KP_ADMIN_QUERY_QUEUE + 1 < KP_ADMIN_MAX_CONNS), so some slot is always evictable unless
+ * writes stall. */
+static admin_conn *eviction_victim(kp_admin *a)
+{
+    admin_conn *victim = NULL;
+    for (admin_conn *c = a->conns; c; c = c->next)
+        if ((c->state == CONN_READING || c->state == CONN_LINGERING) &&
+            (!victim || c->accepted_ms <= victim->accepted_ms))
+            victim = c;
+    return victim;
+}
+
+/* Makes room for one more connection; false when none can be evicted. */
+static bool make_room(kp_admin *a)
+{
+    if (a->nopen < KP_ADMIN_MAX_CONNS)
+        return true;
+    admin_conn *victim = eviction_victim(a);
+    if (!victim)
+        return false;
+    if (a->evicted++ % 100 == 0)
+        KP_WARN(MODULE, "admin connections full: closing the oldest idle one", "max=%d evicted=%" PRIu64,
+                KP_ADMIN_MAX_CONNS, a->evicted);
+    conn_close(victim, "evicted for a new connection");
+    return true;
+}
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -783,16 +711,16 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     c->admin = a;
-    c->refs = 1;
+    kp_admin_request_init(&c->req);
     a->nalive++;
     uv_tcp_init(a->server->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c, "accept failed");
         return;
     }
-    if (a->nopen >= KP_ADMIN_MAX_CONNS || a->closing) {
+    if (a->closing || !make_room(a)) {
         if (a->rejected++ % 100 == 0)
-            KP_WARN(MODULE, "connection refused: too many admin connections",
+            KP_WARN(MODULE, "connection refused: every admin connection is busy",
                     "max=%d rejected=%" PRIu64, KP_ADMIN_MAX_CONNS, a->rejected);
         conn_close(c, "too many admin connections");
         return;
@@ -803,14 +731,27 @@ static void on_connection(uv_stream_t *listener, int status)
         a->conns->prev = c;
     a->conns = c;
     a->nopen++;
-    c->deadline_ms = uv_now(a->server->loop) + KP_ADMIN_REQUEST_TIMEOUT_MS;
+    c->accepted_ms = uv_now(a->server->loop);
+    c->deadline_ms = c->accepted_ms + KP_ADMIN_REQUEST_TIMEOUT_MS;
     c->state = CONN_READING;
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc != 0)
         conn_close(c, uv_strerror(rc));
+}
+
+/* A deadline passed: a head still incomplete is closed without an answer; a query not answered
+ * yet is cancelled and answered 504, with a fresh linger so the answer can be read. */
+static void conn_expire(admin_conn *c, uint64_t now)
+{
+    if (c->state == CONN_QUERYING) {
+        kp_query_cancel(c->query);
+        c->query = NULL;
+        c->deadline_ms = now + ADMIN_LINGER_MS;
+        respond_json_error(c, 504, "stats query timed out", NULL);
+        return;
+    }
+    conn_close(c, c->state == CONN_LINGERING ? "response sent" : "request timeout");
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -820,15 +761,24 @@ static void on_sweep(uv_timer_t *t)
     for (admin_conn *c = a->conns, *next; c; c = next) {
         next = c->next;
         if (now >= c->deadline_ms)
-            conn_close(c, c->state == CONN_LINGERING ? "response sent" : "request timeout");
+            conn_expire(c, now);
     }
+}
+
+static void on_admin_part_closed(kp_admin *a)
+{
+    a->parts_open--;
+    admin_maybe_free(a);
 }
 
 static void on_admin_handle_close(uv_handle_t *h)
 {
-    kp_admin *a = h->data;
-    a->handles_open--;
-    admin_maybe_free(a);
+    on_admin_part_closed(h->data);
+}
+
+static void on_queries_closed(void *arg)
+{
+    on_admin_part_closed(arg);
 }
 
 int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
@@ -845,16 +795,18 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     if (!a)
         return KP_ENOMEM;
     a->server = s;
-    http_parser_settings_init(&a->settings);
-    a->settings.on_url = on_url;
-    a->settings.on_headers_complete = on_headers_complete;
 
     uv_tcp_init(s->loop, &a->listener);
     a->listener.data = a;
     uv_timer_init(s->loop, &a->sweep);
     a->sweep.data = a;
-    a->handles_open = 2;
-    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&sa, 0);
+    a->parts_open = 2;
+    int rc = kp_query_worker_open(s->loop, s->stats, &a->queries);
+    if (rc == 0)
+        a->parts_open++;
+    else
+        KP_ERROR(MODULE, "cannot start the stats query thread", "error=\"%s\"", kp_strerror(rc));
+    rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->listener, ADMIN_BACKLOG, on_connection);
     if (rc != 0) {
@@ -863,6 +815,7 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
         return KP_EIO;
     }
     uv_timer_start(&a->sweep, on_sweep, ADMIN_SWEEP_MS, ADMIN_SWEEP_MS);
+    a->base_fds = count_open_fds();
     int len = sizeof(sa);
     uv_tcp_getsockname(&a->listener, (struct sockaddr *)&sa, &len);
     char shown[300];
@@ -879,6 +832,8 @@ void kp_admin_close(kp_admin *a)
     a->closing = true;
     while (a->conns)
         conn_close(a->conns, "admin endpoint closing");
+    if (a->queries)
+        kp_query_worker_close(a->queries, on_queries_closed, a);
     uv_close((uv_handle_t *)&a->listener, on_admin_handle_close);
     uv_close((uv_handle_t *)&a->sweep, on_admin_handle_close);
 }

@@ -2,9 +2,21 @@
  * its minutes in ascending order (events arrive almost in time order, so an insert is nearly
  * always an append). A mutex makes `query` safe beside the consumer's `record`.
  *
+ * Bounded (stats_memory.h): minutes older than the retention window (which ends at the newest
+ * minute counted) are forgotten, and when
+ * there are more users or entries than the caps, the users counted least recently are dropped
+ * whole. Users sit on a list in the order they were last counted (`lru`, oldest first), so both
+ * checks look at its head only. The bounds are enforced after each batch is counted, so the
+ * all-or-nothing undo of a failed batch never meets a user that was dropped meanwhile; a store
+ * may exceed a cap by one batch for the time of one call.
+ *
  * Deduplication on event_id is not done here: with the memory mq an event is delivered exactly
  * once, and the set of seen ids would grow without bound. */
+#include "stats_memory.h"
+
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +24,8 @@
 #include "kupool/error.h"
 
 typedef struct user_counts {
-    struct user_counts *next; /* hash chain */
+    struct user_counts *next;            /* hash chain */
+    struct user_counts *lru_prev, *lru_next; /* stats_memory.lru, least recently counted first */
     char *username;
     kp_minute_count *minutes; /* ascending by minute */
     size_t len, cap;
@@ -21,8 +34,13 @@ typedef struct user_counts {
 typedef struct stats_memory {
     kp_stats parent; /* first: a kp_stats * is a stats_memory * */
     pthread_mutex_t mu;
+    kp_stats_memory_limits lim;
     user_counts **buckets;
     size_t nbuckets, nusers;
+    size_t nentries; /* sum of every user's len */
+    int64_t newest;  /* the newest minute counted; INT64_MIN before the first */
+    user_counts *lru_head, *lru_tail;
+    kp_stats_evictions evicted;
 } stats_memory;
 
 static uint64_t hash_name(const char *s)
@@ -61,11 +79,44 @@ static int rehash(stats_memory *sm)
     return 0;
 }
 
+/* ---- the recency list ---- */
+
+static void lru_unlink(stats_memory *sm, user_counts *u)
+{
+    if (u->lru_prev)
+        u->lru_prev->lru_next = u->lru_next;
+    else
+        sm->lru_head = u->lru_next;
+    if (u->lru_next)
+        u->lru_next->lru_prev = u->lru_prev;
+    else
+        sm->lru_tail = u->lru_prev;
+    u->lru_prev = u->lru_next = NULL;
+}
+
+static void lru_append(stats_memory *sm, user_counts *u)
+{
+    u->lru_prev = sm->lru_tail;
+    u->lru_next = NULL;
+    if (sm->lru_tail)
+        sm->lru_tail->lru_next = u;
+    else
+        sm->lru_head = u;
+    sm->lru_tail = u;
+}
+
+/* ---- users ---- */
+
 static user_counts *get_user(stats_memory *sm, const char *name)
 {
     user_counts *u = find_user(sm, name);
-    if (u)
+    if (u) {
+        if (u != sm->lru_tail) {
+            lru_unlink(sm, u);
+            lru_append(sm, u);
+        }
         return u;
+    }
     if (sm->nusers >= sm->nbuckets && rehash(sm) != 0)
         return NULL;
     u = calloc(1, sizeof(*u));
@@ -77,10 +128,41 @@ static user_counts *get_user(stats_memory *sm, const char *name)
     u->next = sm->buckets[k];
     sm->buckets[k] = u;
     sm->nusers++;
+    lru_append(sm, u);
     return u;
 }
 
-static int add_minute(user_counts *u, int64_t minute, int64_t count)
+/* Removes `u` from the table and the list and frees it; its entries count as evicted. */
+static void drop_user(stats_memory *sm, user_counts *u, uint64_t *evicted)
+{
+    user_counts **link = &sm->buckets[hash_name(u->username) % sm->nbuckets];
+    while (*link != u)
+        link = &(*link)->next;
+    *link = u->next;
+    lru_unlink(sm, u);
+    sm->nusers--;
+    sm->nentries -= u->len;
+    *evicted += u->len;
+    free(u->username);
+    free(u->minutes);
+    free(u);
+}
+
+/* Drops u's minutes before `cutoff` (they are a prefix: the array is sorted). */
+static void trim_user(stats_memory *sm, user_counts *u, int64_t cutoff)
+{
+    size_t old = 0;
+    while (old < u->len && u->minutes[old].minute < cutoff)
+        old++;
+    if (old == 0)
+        return;
+    memmove(u->minutes, u->minutes + old, (u->len - old) * sizeof(*u->minutes));
+    u->len -= old;
+    sm->nentries -= old;
+    sm->evicted.expired += old;
+}
+
+static int add_minute(stats_memory *sm, user_counts *u, int64_t minute, int64_t count)
 {
     size_t i = u->len;
     while (i > 0 && u->minutes[i - 1].minute > minute)
@@ -100,25 +182,72 @@ static int add_minute(user_counts *u, int64_t minute, int64_t count)
     memmove(u->minutes + i + 1, u->minutes + i, (u->len - i) * sizeof(*u->minutes));
     u->minutes[i] = (kp_minute_count){.minute = minute, .count = count};
     u->len++;
+    sm->nentries++;
     return 0;
+}
+
+/* After a batch: forget what aged out of the window, then the least recently counted users
+ * while a cap is exceeded. The list head is the user counted longest ago: when its newest
+ * minute is outside the window, all of it is. */
+static void enforce_bounds(stats_memory *sm, int64_t cutoff)
+{
+    while (sm->lru_head && (sm->lru_head->len == 0 ||
+                            sm->lru_head->minutes[sm->lru_head->len - 1].minute < cutoff))
+        drop_user(sm, sm->lru_head, &sm->evicted.expired);
+    while (sm->lru_head &&
+           (sm->nusers > sm->lim.max_users || sm->nentries > sm->lim.max_entries))
+        drop_user(sm, sm->lru_head, &sm->evicted.capped);
+}
+
+/* The first minute inside the window that ends at `newest`. */
+static int64_t window_start(const stats_memory *sm, int64_t newest)
+{
+    return newest == INT64_MIN ? INT64_MIN : newest - sm->lim.retention_s;
 }
 
 static int mem_record(kp_stats *st, const kp_event *events, size_t n)
 {
     stats_memory *sm = (stats_memory *)st;
     pthread_mutex_lock(&sm->mu);
+    /* The whole batch is judged against one window: the one its own newest event ends. */
+    int64_t newest = sm->newest;
+    for (size_t i = 0; i < n; i++) {
+        int64_t minute = kp_event_minute(&events[i]);
+        if (minute > newest)
+            newest = minute;
+    }
+    int64_t cutoff = window_start(sm, newest);
     size_t done = 0;
     int rc = 0;
     for (; done < n; done++) {
+        int64_t minute = kp_event_minute(&events[done]);
+        if (minute < cutoff)
+            continue; /* already outside the window (a replay after a long outage) */
         user_counts *u = get_user(sm, events[done].username);
-        rc = u ? add_minute(u, kp_event_minute(&events[done]), 1) : KP_ENOMEM;
+        rc = u ? add_minute(sm, u, minute, 1) : KP_ENOMEM;
         if (rc != 0)
             break;
     }
     /* All or nothing: the consumer retries a failed batch whole, so undo the part counted.
      * Those (user, minute) slots exist now, so undoing allocates nothing and cannot fail. */
-    for (size_t i = 0; rc != 0 && i < done; i++)
-        add_minute(find_user(sm, events[i].username), kp_event_minute(&events[i]), -1);
+    for (size_t i = 0; rc != 0 && i < done; i++) {
+        int64_t minute = kp_event_minute(&events[i]);
+        if (minute >= cutoff)
+            add_minute(sm, find_user(sm, events[i].username), minute, -1);
+    }
+    if (rc == 0) {
+        sm->newest = newest;
+        uint64_t skipped = 0;
+        for (size_t i = 0; i < n; i++)
+            skipped += kp_event_minute(&events[i]) < cutoff;
+        sm->evicted.expired += skipped;
+        for (size_t i = 0; i < n; i++) {
+            user_counts *u = find_user(sm, events[i].username);
+            if (u)
+                trim_user(sm, u, cutoff);
+        }
+        enforce_bounds(sm, cutoff);
+    }
     pthread_mutex_unlock(&sm->mu);
     return rc;
 }
@@ -131,17 +260,31 @@ static int mem_query(kp_stats *st, const char *username, kp_minute_count **out, 
     pthread_mutex_lock(&sm->mu);
     int rc = 0;
     user_counts *u = find_user(sm, username);
-    if (u && u->len) {
-        *out = malloc(u->len * sizeof(**out));
+    /* Minutes that aged out since the user was last counted are still stored: skip them. */
+    int64_t cutoff = window_start(sm, sm->newest);
+    size_t first = 0;
+    while (u && first < u->len && u->minutes[first].minute < cutoff)
+        first++;
+    if (u && first < u->len) {
+        size_t len = u->len - first;
+        *out = malloc(len * sizeof(**out));
         if (*out) {
-            memcpy(*out, u->minutes, u->len * sizeof(**out));
-            *n = u->len;
+            memcpy(*out, u->minutes + first, len * sizeof(**out));
+            *n = len;
         } else {
             rc = KP_ENOMEM;
         }
     }
     pthread_mutex_unlock(&sm->mu);
     return rc;
+}
+
+static void mem_evictions(kp_stats *st, kp_stats_evictions *out)
+{
+    stats_memory *sm = (stats_memory *)st;
+    pthread_mutex_lock(&sm->mu);
+    *out = sm->evicted;
+    pthread_mutex_unlock(&sm->mu);
 }
 
 static void mem_free(kp_stats *st)
@@ -160,11 +303,16 @@ static void mem_free(kp_stats *st)
     free(sm);
 }
 
-int kp_stats_memory_open(const kp_config *cfg, kp_stats **out)
+int kp_stats_memory_open_limits(const kp_stats_memory_limits *lim, kp_stats **out)
 {
+    *out = NULL;
+    if (lim->retention_s <= 0 || lim->max_users == 0 || lim->max_entries == 0)
+        return KP_EINVAL;
     stats_memory *sm = calloc(1, sizeof(*sm));
     if (!sm)
         return KP_ENOMEM;
+    sm->lim = *lim;
+    sm->newest = INT64_MIN;
     sm->nbuckets = 64;
     sm->buckets = calloc(sm->nbuckets, sizeof(*sm->buckets));
     if (!sm->buckets) {
@@ -178,7 +326,18 @@ int kp_stats_memory_open(const kp_config *cfg, kp_stats **out)
         .record = mem_record,
         .query = mem_query,
         .free = mem_free,
+        .evictions = mem_evictions,
     };
     *out = &sm->parent;
     return 0;
+}
+
+int kp_stats_memory_open(const kp_config *cfg, kp_stats **out)
+{
+    const kp_stats_memory_limits lim = {
+        .retention_s = KP_STATS_MEMORY_RETENTION_S,
+        .max_users = KP_STATS_MEMORY_MAX_USERS,
+        .max_entries = KP_STATS_MEMORY_MAX_ENTRIES,
+    };
+    return kp_stats_memory_open_limits(&lim, out);
 }

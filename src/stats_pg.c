@@ -27,9 +27,20 @@
  * a mutex: a slow batch never holds up a query, and queries from several threads take turns.
  * A statement that fails because a connection that was already open turns out to be dead (the
  * server restarted) is retried once on a new connection; the event_id dedupe makes that safe
- * even when the first attempt committed but its reply was lost. */
+ * even when the first attempt committed but its reply was lost.
+ *
+ * Query deadline: the admin endpoint runs queries one at a time on one thread, so a database
+ * that accepts connections and never answers must not hold that thread. Each `query` call has
+ * QUERY_DEADLINE_MS for everything (connecting, schema check, prepare, the statement): libpq's
+ * non-blocking calls are driven with poll() against it, and a connection that runs out of time
+ * is dropped (KP_ETIMEDOUT). After a failed query, queries fail at once for QUERY_BACKOFF_MS,
+ * so a queue of them against a dead database empties quickly instead of each waiting its own
+ * deadline. The writer keeps libpq's blocking calls (connect_timeout and keepalives bound
+ * them); it has its own thread and retries with backoff. */
 #include <inttypes.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,6 +59,8 @@
 #define PRUNE_CHUNK 100000                /* ids deleted per prune statement */
 #define WARN_EVERY_MS 10000u              /* one failure warning per slot per 10 s */
 #define SCHEMA_LOCK_KEY "4242001"         /* pg_advisory_xact_lock key for CREATE TABLE */
+#define QUERY_DEADLINE_MS 5000u           /* one query() call, connecting included */
+#define QUERY_BACKOFF_MS 1000u            /* after a failed query(), fail at once this long */
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -125,6 +138,8 @@ typedef struct pg_slot {
     bool failing;         /* the last attempt failed: say so when it works again */
     uint64_t warn_after;  /* monotonic ms before which failures are only counted */
     uint64_t suppressed;  /* failures not logged since the last warning */
+    uint64_t deadline_ms; /* 0: libpq's blocking calls; else the monotonic ms the call must end by */
+    bool timed_out;       /* the current call ran out of deadline_ms */
 } pg_slot;
 
 /* A growing text buffer, kept between calls so steady-state batches allocate nothing. */
@@ -144,8 +159,9 @@ typedef struct stats_pg {
     text_buf ids, users, minutes;
     uint64_t next_prune; /* monotonic ms */
 
-    pthread_mutex_t query_mu; /* guards `reader` */
+    pthread_mutex_t query_mu; /* guards `reader` and `reader_retry_at` */
     pg_slot reader;           /* query(): any thread */
+    uint64_t reader_retry_at; /* monotonic ms before which query() fails at once */
 } stats_pg;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -277,22 +293,110 @@ static void slot_close(pg_slot *slot)
 }
 
 /* The error of a failed result, or of the connection when there is no result. */
-static const char *result_error(PGconn *conn, const PGresult *res)
+static const char *result_error(const pg_slot *slot, const PGresult *res)
 {
+    if (slot->timed_out)
+        return "no answer within the query deadline";
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
-    return msg && *msg ? msg : PQerrorMessage(conn);
+    return msg && *msg ? msg : PQerrorMessage(slot->conn);
+}
+
+/* Waits until slot->conn's socket is ready for `events` or the slot's deadline passes. Returns
+ * 1 when ready, 0 on timeout (slot->timed_out set), -1 on a poll error. */
+static int wait_socket(pg_slot *slot, short events)
+{
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= slot->deadline_ms) {
+            slot->timed_out = true;
+            return 0;
+        }
+        uint64_t left = slot->deadline_ms - now;
+        struct pollfd p = {.fd = PQsocket(slot->conn), .events = events};
+        if (p.fd < 0)
+            return -1;
+        int rc = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (rc > 0)
+            return 1;
+        if (rc < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* The result of the command just sent on a slot with a deadline: the last one of a
+ * multi-statement string (after an error the server runs no more). NULL after a timeout or a
+ * broken connection. */
+static PGresult *await_result(pg_slot *slot)
+{
+    PGresult *last = NULL;
+    for (;;) {
+        while (PQisBusy(slot->conn)) {
+            if (wait_socket(slot, POLLIN) <= 0 || !PQconsumeInput(slot->conn)) {
+                PQclear(last);
+                return NULL;
+            }
+        }
+        PGresult *res = PQgetResult(slot->conn);
+        if (!res)
+            return last;
+        PQclear(last);
+        last = res;
+    }
+}
+
+/* PQexec, PQprepare and PQexecPrepared, bounded by slot->deadline_ms when it is set. */
+static PGresult *run_sql(pg_slot *slot, const char *sql)
+{
+    if (!slot->deadline_ms)
+        return PQexec(slot->conn, sql);
+    return PQsendQuery(slot->conn, sql) ? await_result(slot) : NULL;
+}
+
+static PGresult *run_prepare(pg_slot *slot, const pg_stmt *stmt)
+{
+    if (!slot->deadline_ms)
+        return PQprepare(slot->conn, stmt->name, stmt->sql, 0, NULL);
+    return PQsendPrepare(slot->conn, stmt->name, stmt->sql, 0, NULL) ? await_result(slot) : NULL;
+}
+
+static PGresult *run_prepared(pg_slot *slot, const char *stmt, int nparams,
+                              const char *const *params)
+{
+    if (!slot->deadline_ms)
+        return PQexecPrepared(slot->conn, stmt, nparams, params, NULL, NULL, 0);
+    return PQsendQueryPrepared(slot->conn, stmt, nparams, params, NULL, NULL, 0)
+               ? await_result(slot)
+               : NULL;
+}
+
+/* PQconnectdbParams, bounded by slot->deadline_ms when it is set (libpq ignores connect_timeout
+ * in its non-blocking connect, so the deadline is the only bound there). */
+static PGconn *connect_slot(stats_pg *sp, pg_slot *slot)
+{
+    if (!slot->deadline_ms)
+        return PQconnectdbParams(sp->keywords, sp->values, 0);
+    slot->conn = PQconnectStartParams(sp->keywords, sp->values, 0);
+    if (!slot->conn || PQstatus(slot->conn) == CONNECTION_BAD)
+        return slot->conn;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        if (wait_socket(slot, st == PGRES_POLLING_READING ? POLLIN : POLLOUT) <= 0)
+            break; /* PQstatus stays short of CONNECTION_OK: the caller reports the failure */
+        st = PQconnectPoll(slot->conn);
+    }
+    return slot->conn;
 }
 
 /* Runs a statement that returns nothing or a boolean; true when it worked. */
 static bool exec_ok(stats_pg *sp, pg_slot *slot, const char *sql, bool *value, const char *what)
 {
-    PGresult *res = PQexec(slot->conn, sql);
+    PGresult *res = run_sql(slot, sql);
     ExecStatusType st = PQresultStatus(res);
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (ok && value)
         *value = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     if (!ok)
-        slot_warn(sp, slot, what, result_error(slot->conn, res));
+        slot_warn(sp, slot, what, result_error(slot, res));
     PQclear(res);
     return ok;
 }
@@ -306,10 +410,10 @@ static bool setup(stats_pg *sp, pg_slot *slot)
     if (!present && !exec_ok(sp, slot, SQL_SCHEMA_CREATE, NULL, "cannot create tables"))
         return false;
     for (size_t i = 0; i < slot->nstmts; i++) {
-        PGresult *res = PQprepare(slot->conn, slot->stmts[i].name, slot->stmts[i].sql, 0, NULL);
+        PGresult *res = run_prepare(slot, &slot->stmts[i]);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok)
-            slot_warn(sp, slot, "cannot prepare statement", result_error(slot->conn, res));
+            slot_warn(sp, slot, "cannot prepare statement", result_error(slot, res));
         PQclear(res);
         if (!ok)
             return false;
@@ -330,24 +434,24 @@ static void on_notice(void *arg, const char *message)
 }
 
 /* Makes slot->conn usable. `*reused` says whether it was already open (and so may be stale).
- * Returns 0, KP_EIO (logged) or KP_ENOMEM. */
+ * Returns 0, KP_EIO / KP_ETIMEDOUT (logged) or KP_ENOMEM. */
 static int slot_ensure(stats_pg *sp, pg_slot *slot, bool *reused)
 {
     *reused = slot->conn != NULL;
     if (slot->conn)
         return 0;
-    slot->conn = PQconnectdbParams(sp->keywords, sp->values, 0);
+    slot->conn = connect_slot(sp, slot);
     if (!slot->conn)
         return KP_ENOMEM;
     PQsetNoticeProcessor(slot->conn, on_notice, slot);
     if (PQstatus(slot->conn) != CONNECTION_OK) {
-        slot_warn(sp, slot, "cannot connect to PostgreSQL", PQerrorMessage(slot->conn));
+        slot_warn(sp, slot, "cannot connect to PostgreSQL", result_error(slot, NULL));
         slot_close(slot);
-        return KP_EIO;
+        return slot->timed_out ? KP_ETIMEDOUT : KP_EIO;
     }
     if (!setup(sp, slot)) {
         slot_close(slot);
-        return KP_EIO;
+        return slot->timed_out ? KP_ETIMEDOUT : KP_EIO;
     }
     KP_INFO(MODULE, slot->failing ? "reconnected to PostgreSQL" : "connected to PostgreSQL",
             KP_STR("conn", slot->role), KP_QSTR("target", sp->target),
@@ -361,7 +465,8 @@ static int slot_ensure(stats_pg *sp, pg_slot *slot, bool *reused)
 /* Runs a prepared statement on `slot`, connecting first if needed. A connection that was open
  * before the call and turns out dead (the server restarted, or killed our backend) is replaced
  * and the statement run once more: callers only run statements that are safe to repeat. On
- * success returns 0 with `*out` set (PQclear it); otherwise KP_EIO or KP_ENOMEM, connection
+ * success returns 0 with `*out` set (PQclear it); otherwise KP_EIO, KP_ETIMEDOUT (a slot with a
+ * deadline ran out of it) or KP_ENOMEM, connection
  * dropped so the next call starts clean. */
 static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
                      const char *const *params, PGresult **out)
@@ -371,7 +476,7 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
         int rc = slot_ensure(sp, slot, &reused);
         if (rc != 0)
             return rc;
-        PGresult *res = PQexecPrepared(slot->conn, stmt, nparams, params, NULL, NULL, 0);
+        PGresult *res = run_prepared(slot, stmt, nparams, params);
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             *out = res;
@@ -380,7 +485,7 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
         bool lost = PQstatus(slot->conn) == CONNECTION_BAD;
         if (lost && reused && attempt == 0) {
             char msg[512];
-            log_text(result_error(slot->conn, res), false, msg, sizeof msg);
+            log_text(result_error(slot, res), false, msg, sizeof msg);
             KP_INFO(MODULE, "connection lost; reconnecting", KP_STR("conn", slot->role),
                     KP_QSTR("target", sp->target), KP_QSTR("error", msg));
             PQclear(res);
@@ -388,10 +493,10 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
             continue;
         }
         slot_warn(sp, slot, lost ? "connection lost" : "statement failed",
-                  result_error(slot->conn, res));
+                  result_error(slot, res));
         PQclear(res);
         slot_close(slot);
-        return KP_EIO;
+        return slot->timed_out ? KP_ETIMEDOUT : KP_EIO;
     }
 }
 
@@ -460,7 +565,14 @@ static int pg_query(kp_stats *st, const char *username, kp_minute_count **out, s
     *n = 0;
     PGresult *res = NULL;
     pthread_mutex_lock(&sp->query_mu);
-    int rc = slot_exec(sp, &sp->reader, "kp_query", 1, &username, &res);
+    uint64_t now = mono_ms();
+    int rc = KP_EIO;
+    if (now >= sp->reader_retry_at) {
+        sp->reader.deadline_ms = now + QUERY_DEADLINE_MS;
+        sp->reader.timed_out = false;
+        rc = slot_exec(sp, &sp->reader, "kp_query", 1, &username, &res);
+        sp->reader_retry_at = rc != 0 ? mono_ms() + QUERY_BACKOFF_MS : 0;
+    }
     pthread_mutex_unlock(&sp->query_mu);
     if (rc != 0)
         return rc;

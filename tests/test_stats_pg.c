@@ -572,6 +572,76 @@ static void test_query_beside_record(void **state)
     PQfinish(c);
 }
 
+/* The query path has its own client-side deadline (issue 9: the admin endpoint's single query
+ * thread must not hang on a silent database): even with a DSN whose connect_timeout is far
+ * longer, query() gives up after about 5 s with KP_ETIMEDOUT, and for a second afterwards fails
+ * at once, so a queue of queries against a dead database empties quickly. */
+static void test_query_deadline_silent_server(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    socklen_t len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    char dsn[160];
+    snprintf(dsn, sizeof dsn,
+             "host=127.0.0.1 port=%d dbname=kupool_test user=postgres connect_timeout=60",
+             ntohs(addr.sin_port));
+    kp_stats *st = open_store(dsn);
+    kp_minute_count *rows = NULL;
+    size_t n = 0;
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), KP_ETIMEDOUT);
+    uint64_t took = kp_test_now_ms() - t0;
+    printf("silent server: query gave KP_ETIMEDOUT after %" PRIu64 " ms\n", took);
+    assert_true(took >= 4500 && took < 9000);
+    t0 = kp_test_now_ms();
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), KP_EIO); /* backoff: at once */
+    assert_true(kp_test_now_ms() - t0 < 500);
+    assert_null(rows);
+    kp_stats_free(st);
+    close(fd);
+}
+
+/* A connected server that does not answer the statement (here: a lock held by another session)
+ * is given up at the deadline too; the connection is dropped, and once the lock is gone and the
+ * backoff passed, queries work again. */
+static void test_query_deadline_blocked_statement(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event ev = make_event("lock", 1, "alice", BASE_MS);
+    assert_int_equal(kp_stats_record(st, &ev, 1), 0);
+    kp_minute_count *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), 0); /* connects the reader */
+    assert_int_equal(n, 1);
+    free(rows);
+    rows = NULL;
+
+    sql_ok(c, "BEGIN");
+    sql_ok(c, "LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE");
+    uint64_t t0 = kp_test_now_ms();
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), KP_ETIMEDOUT);
+    uint64_t took = kp_test_now_ms() - t0;
+    printf("blocked statement: query gave KP_ETIMEDOUT after %" PRIu64 " ms\n", took);
+    assert_true(took >= 4500 && took < 9000);
+    sql_ok(c, "COMMIT");
+
+    usleep(1200 * 1000); /* past the backoff */
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].count, 1);
+    free(rows);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -587,6 +657,8 @@ int main(void)
         cmocka_unit_test(test_killed_connections_reconnect),
         cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_query_beside_record),
+        cmocka_unit_test(test_query_deadline_silent_server),
+        cmocka_unit_test(test_query_deadline_blocked_statement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

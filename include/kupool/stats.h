@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kupool/error.h"
 #include "kupool/event.h"
 
 #define KP_STATS_VERSION 1
@@ -20,6 +21,12 @@ typedef struct kp_minute_count {
     int64_t minute; /* Unix seconds of the UTC minute's start */
     int64_t count;
 } kp_minute_count;
+
+/* What a bounded store dropped since it was opened, in (username, minute) entries. */
+typedef struct kp_stats_evictions {
+    uint64_t expired; /* older than the store's retention window */
+    uint64_t capped;  /* dropped, oldest first, to stay within the store's size caps */
+} kp_stats_evictions;
 
 typedef struct kp_stats kp_stats;
 
@@ -33,11 +40,17 @@ struct kp_stats {
     int (*record)(kp_stats *st, const kp_event *events, size_t n);
 
     /* The counts of `username`, oldest minute first. On success `*out` is a malloc'd array the
-     * caller frees with free() (NULL when `*n` is 0). */
+     * caller frees with free() (NULL when `*n` is 0). The admin endpoint runs queries one at a
+     * time on one thread, so a store that can block bounds its query time (KP_ETIMEDOUT/KP_EIO). */
     int (*query)(kp_stats *st, const char *username, kp_minute_count **out, size_t *n);
 
     /* Releases everything. Mandatory. */
     void (*free)(kp_stats *st);
+
+    /* Optional: NULL for a store that keeps what it is given (PostgreSQL). Fills `out`; any
+     * thread. Last, so an implementation that predates it (designated initializers) leaves it
+     * NULL and stays valid under the same KP_STATS_VERSION. */
+    void (*evictions)(kp_stats *st, kp_stats_evictions *out);
 };
 
 static inline int kp_stats_record(kp_stats *st, const kp_event *events, size_t n)
@@ -49,6 +62,17 @@ static inline int kp_stats_query(kp_stats *st, const char *username, kp_minute_c
                                  size_t *n)
 {
     return st->query(st, username, out, n);
+}
+
+/* KP_ENOTSUP (and `out` zeroed) when the store does not evict. */
+static inline int kp_stats_get_evictions(kp_stats *st, kp_stats_evictions *out)
+{
+    if (!st->evictions) {
+        out->expired = out->capped = 0;
+        return KP_ENOTSUP;
+    }
+    st->evictions(st, out);
+    return 0;
 }
 
 static inline void kp_stats_free(kp_stats *st)

@@ -1,0 +1,122 @@
+/* The admin endpoint's request parsing (src/admin_http.c), without sockets: verdicts for good
+ * and bad heads, the /stats username rule (issue 9: %ff%fe used to be served), and the same
+ * verdict wherever the bytes are split. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin_http.h"
+#include "testsupport.h"
+
+/* Feeds `text` in pieces of `piece` bytes (0: whole). Returns whether a verdict was reached. */
+static bool parse(const char *text, size_t len, size_t piece, kp_admin_request *r)
+{
+    kp_admin_request_init(r);
+    for (size_t off = 0; off < len;) {
+        size_t n = piece && piece < len - off ? piece : len - off;
+        if (kp_admin_request_feed(r, text + off, n) == KP_ADMIN_FEED_DONE)
+            return true;
+        off += n;
+    }
+    return false;
+}
+
+typedef struct expect {
+    const char *request;
+    unsigned status;
+    kp_admin_route route;
+    const char *username;
+} expect;
+
+static void test_verdicts(void **state)
+{
+    const expect cases[] = {
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, KP_ADMIN_ROUTE_METRICS, ""},
+        {"GET /healthz HTTP/1.0\r\n\r\n", 0, KP_ADMIN_ROUTE_HEALTHZ, ""},
+        {"GET http://h:1/metrics HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_METRICS, ""},
+        {"GET /stats?username=al%69ce HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_STATS, "alice"},
+        {"GET /stats?x=1&username=a+b&username=c HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_STATS,
+         "a b"},
+        {"GET /stats?username=j%C3%BCrgen HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_STATS,
+         "j\xc3\xbcrgen"},
+        {"GET /stats?username=%ff%fe HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats?username=%ed%a0%80 HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats?username=%c2%85 HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats?username=%c3 HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats?username=a%0ab HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats?username=a% HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /stats HTTP/1.1\r\n\r\n", 400, KP_ADMIN_ROUTE_STATS, ""},
+        {"GET /nope HTTP/1.1\r\n\r\n", 404, KP_ADMIN_ROUTE_NONE, ""},
+        {"POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 405, KP_ADMIN_ROUTE_METRICS, ""},
+        {"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+         KP_ADMIN_ROUTE_HEALTHZ, ""},
+        {"GET /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 400, KP_ADMIN_ROUTE_HEALTHZ, ""},
+        {"HELLO there\r\n\r\n", 400, KP_ADMIN_ROUTE_NONE, ""},
+        {"GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_HEALTHZ,
+         ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const expect *e = &cases[i];
+        size_t len = strlen(e->request);
+        for (size_t piece = 0; piece <= len; piece++) {
+            kp_admin_request r;
+            if (!parse(e->request, len, piece, &r))
+                fail_msg("case %zu split %zu: no verdict", i, piece);
+            if (r.verdict.status != e->status || r.verdict.route != e->route ||
+                strcmp(r.verdict.username, e->username) != 0)
+                fail_msg("case %zu split %zu: status %u route %d user '%s'", i, piece,
+                         r.verdict.status, (int)r.verdict.route, r.verdict.username);
+            assert_true(r.verdict.status == 0 || r.verdict.message != NULL);
+            kp_admin_request_free(&r);
+        }
+    }
+}
+
+static void test_incomplete_and_oversized(void **state)
+{
+    kp_admin_request r;
+    static const char half[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+    assert_false(parse(half, sizeof(half) - 1, 3, &r));
+    kp_admin_request_free(&r);
+
+    size_t big = KP_ADMIN_MAX_HEAD + 100;
+    char *req = malloc(big);
+    assert_non_null(req);
+    memcpy(req, "GET /metrics HTTP/1.1\r\nX-Pad: ", 30);
+    memset(req + 30, 'b', big - 30);
+    for (size_t piece = 1; piece < 5000; piece += 1000) {
+        assert_true(parse(req, big, piece, &r));
+        assert_int_equal(r.verdict.status, 431);
+        assert_true(r.head_bytes <= KP_ADMIN_MAX_HEAD);
+        kp_admin_request_free(&r);
+    }
+    free(req);
+}
+
+static void test_text_rule(void **state)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+    } cases[] = {
+        {"alice", true},         {"j\xc3\xbcrgen", true}, {"\xf0\x9f\x98\x80", true},
+        {"\xef\xbf\xbf", true},  {"\xff\xfe", false},     {"\xc0\xaf", false},
+        {"\xe0\x80\xaf", false}, {"\xed\xa0\x80", false}, {"\xf4\x90\x80\x80", false},
+        {"\xc2\x85", false},     {"\x7f", false},         {"a\tb", false},
+        {"\xe2\x82", false},     {"\x80", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (kp_admin_text_ok((const unsigned char *)cases[i].text, strlen(cases[i].text)) !=
+            cases[i].ok)
+            fail_msg("case %zu", i);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_incomplete_and_oversized),
+        cmocka_unit_test(test_text_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
