@@ -187,8 +187,7 @@ static void conn_close(admin_conn *c, const char *why)
     kp_query_cancel(c->query);
     c->query = NULL;
     conn_unlist(c);
-    if (kp_log_enabled(KP_LOG_TRACE))
-        KP_TRACE(MODULE, "connection closed", "reason=\"%s\"", why);
+    KP_TRACE(MODULE, "connection closed", KP_QSTR("reason", why));
     uv_close((uv_handle_t *)&c->tcp, on_conn_close);
 }
 
@@ -261,10 +260,9 @@ static void respond(admin_conn *c, unsigned status, const char *content_type, co
         memcpy(r->data + hn, body, body_len);
     r->len = (size_t)hn + body_len;
     r->req.data = c;
-    if (kp_log_enabled(KP_LOG_DEBUG))
-        KP_DEBUG(MODULE, "request", "method=%s path=%s status=%u bytes=%zu",
-                 kp_admin_request_method(&c->req), kp_admin_route_name(c->req.verdict.route),
-                 status, body_len);
+    KP_DEBUG(MODULE, "request", KP_STR("method", kp_admin_request_method(&c->req)),
+             KP_STR("path", kp_admin_route_name(c->req.verdict.route)), KP_UINT("status", status),
+             KP_UINT("bytes", body_len));
     c->state = CONN_WRITING;
     uv_buf_t buf = uv_buf_init(r->data, (unsigned)r->len);
     if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
@@ -556,8 +554,8 @@ static void stats_done(kp_query_result *res, void *arg)
     admin_conn *c = arg;
     c->query = NULL;
     if (res->rc != 0) {
-        KP_WARN(MODULE, "stats query failed", "store=%s error=\"%s\"", c->admin->server->stats->name,
-                kp_strerror(res->rc));
+        KP_WARN(MODULE, "stats query failed", KP_STR("store", c->admin->server->stats->name),
+                KP_QSTR("error", kp_strerror(res->rc)));
         respond_json_error(c, 503, "stats store unavailable", NULL);
         return;
     }
@@ -595,9 +593,9 @@ static void dispatch(admin_conn *c)
 {
     const kp_admin_verdict *v = &c->req.verdict;
     if (v->status != 0) {
-        if (kp_log_enabled(KP_LOG_DEBUG) && v->status == 400 && !c->req.head_complete)
-            KP_DEBUG(MODULE, "bad request", "error=%s",
-                     http_errno_name(HTTP_PARSER_ERRNO(&c->req.parser)));
+        if (v->status == 400 && !c->req.head_complete)
+            KP_DEBUG(MODULE, "bad request",
+                     KP_STR("error", http_errno_name(HTTP_PARSER_ERRNO(&c->req.parser))));
         char text[128];
         snprintf(text, sizeof(text), "%s\n", v->message);
         if (v->json_error)
@@ -692,8 +690,8 @@ static bool make_room(kp_admin *a)
     if (!victim)
         return false;
     if (a->evicted++ % 100 == 0)
-        KP_WARN(MODULE, "admin connections full: closing the oldest idle one", "max=%d evicted=%" PRIu64,
-                KP_ADMIN_MAX_CONNS, a->evicted);
+        KP_WARN(MODULE, "admin connections full: closing the oldest idle one",
+                KP_INT("max", KP_ADMIN_MAX_CONNS), KP_UINT("evicted", a->evicted));
     conn_close(victim, "evicted for a new connection");
     return true;
 }
@@ -702,12 +700,12 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     kp_admin *a = listener->data;
     if (status < 0) {
-        KP_WARN(MODULE, "accept failed", "error=\"%s\"", uv_strerror(status));
+        KP_WARN(MODULE, "accept failed", KP_QSTR("error", uv_strerror(status)));
         return;
     }
     admin_conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        KP_ERROR(MODULE, "out of memory accepting a connection", NULL);
+        KP_ERROR(MODULE, "out of memory accepting a connection");
         return;
     }
     c->admin = a;
@@ -721,7 +719,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (a->closing || !make_room(a)) {
         if (a->rejected++ % 100 == 0)
             KP_WARN(MODULE, "connection refused: every admin connection is busy",
-                    "max=%d rejected=%" PRIu64, KP_ADMIN_MAX_CONNS, a->rejected);
+                    KP_INT("max", KP_ADMIN_MAX_CONNS), KP_UINT("rejected", a->rejected));
         conn_close(c, "too many admin connections");
         return;
     }
@@ -788,7 +786,7 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     int port = 0;
     struct sockaddr_storage sa;
     if (kp_split_host_port(addr, host, sizeof(host), &port) != 0 || kp_resolve_listen(host, port, &sa) != 0) {
-        KP_ERROR(MODULE, "cannot resolve -http_addr", "addr=\"%s\"", addr);
+        KP_ERROR(MODULE, "cannot resolve -http_addr", KP_QSTR("addr", addr));
         return KP_EINVAL;
     }
     kp_admin *a = calloc(1, sizeof(*a));
@@ -805,12 +803,12 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     if (rc == 0)
         a->parts_open++;
     else
-        KP_ERROR(MODULE, "cannot start the stats query thread", "error=\"%s\"", kp_strerror(rc));
+        KP_ERROR(MODULE, "cannot start the stats query thread", KP_QSTR("error", kp_strerror(rc)));
     rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->listener, ADMIN_BACKLOG, on_connection);
     if (rc != 0) {
-        KP_ERROR(MODULE, "cannot listen", "addr=\"%s\" error=\"%s\"", addr, uv_strerror(rc));
+        KP_ERROR(MODULE, "cannot listen", KP_QSTR("addr", addr), KP_QSTR("error", uv_strerror(rc)));
         kp_admin_close(a);
         return KP_EIO;
     }
@@ -820,7 +818,7 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     uv_tcp_getsockname(&a->listener, (struct sockaddr *)&sa, &len);
     char shown[300];
     kp_format_sockaddr((const struct sockaddr *)&sa, shown, sizeof(shown));
-    KP_INFO(MODULE, "started", "listen=\"%s\"", shown);
+    KP_INFO(MODULE, "started", KP_QSTR("listen", shown));
     *out = a;
     return 0;
 }
