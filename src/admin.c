@@ -47,6 +47,7 @@
 #include "log.h"
 #include "net_addr.h"
 #include "outcome.h"
+#include "utc_time.h"
 
 #define MODULE "http.admin"
 
@@ -412,6 +413,7 @@ static void build_metrics(const kp_admin *a, textbuf *tb)
         {"too_long", k->closed_too_long},
         {"slow", k->closed_slow},
         {"max_errors", k->closed_max_errors},
+        {"drain_timeout", k->closed_drain_timeout},
     };
     for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++)
         tb_printf(tb, "kupool_sessions_closed_total{reason=\"%s\"} %" PRIu64 "\n",
@@ -518,11 +520,10 @@ static void serve_healthz(admin_conn *c)
 
 /* ---- /stats ---- */
 
+/* A minute as 2026-11-24T20:31:00Z; a minute outside years 0000..9999 as its Unix seconds. */
 static void format_minute(int64_t unix_s, char out[32])
 {
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (kp_format_utc_s(unix_s, out, 32) < 0)
         snprintf(out, 32, "%" PRId64, unix_s);
 }
 

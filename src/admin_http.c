@@ -7,58 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* ---- verdicts ---- */
 
 static void verdict_error(kp_admin_verdict *v, unsigned status, const char *message)
 {
     v->status = status;
     v->message = message;
-}
-
-/* ---- text rules ---- */
-
-bool kp_admin_text_ok(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            if (b < 0x20 || b == 0x7f)
-                return false;
-            i++;
-            continue;
-        }
-        /* Lead byte: how many continuation bytes follow, and the range the first one must fall
-         * in so the sequence is neither overlong, a surrogate, above U+10FFFF nor a C1 control. */
-        size_t more;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (b >= 0xc2 && b <= 0xdf) {
-            more = 1;
-            if (b == 0xc2)
-                lo = 0xa0; /* U+0080..U+009F: C1 controls */
-        } else if (b >= 0xe0 && b <= 0xef) {
-            more = 2;
-            if (b == 0xe0)
-                lo = 0xa0;
-            else if (b == 0xed)
-                hi = 0x9f;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            more = 3;
-            if (b == 0xf0)
-                lo = 0x90;
-            else if (b == 0xf4)
-                hi = 0x8f;
-        } else {
-            return false;
-        }
-        if (len - i <= more || s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= more; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-        i += more + 1;
-    }
-    return true;
 }
 
 static int hex_value(char ch)
@@ -112,7 +68,7 @@ bool kp_admin_query_username(const char *query, size_t len, char out[KP_USERNAME
             /* The first `username` decides, so a later one cannot smuggle a second value. */
             const char *v = eq ? eq + 1 : stop;
             long n = form_decode(v, (size_t)(stop - v), out, KP_USERNAME_MAX + 1);
-            return n > 0 && kp_admin_text_ok((const unsigned char *)out, (size_t)n);
+            return n > 0 && kp_utf8_text_ok((const unsigned char *)out, (size_t)n);
         }
         p = stop + 1;
     }

@@ -68,8 +68,5 @@ const char *kp_admin_route_name(kp_admin_route route);
  * characters (the rule SPEC §2 sets for authorize, so it can name any user that exists). */
 bool kp_admin_query_username(const char *query, size_t len, char out[KP_USERNAME_MAX + 1]);
 
-/* Strict UTF-8 (RFC 3629: no overlongs, surrogates or code points above U+10FFFF) without C0,
- * DEL or C1 control characters. */
-bool kp_admin_text_ok(const unsigned char *s, size_t len);
 
 #endif

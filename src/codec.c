@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "utf8.h"
 
 /* Longest fixed text around a response's id and error string, used to prove KP_RESPONSE_MAX. */
 #define RESPONSE_FIXED_MAX (sizeof("{\"id\":,\"result\":false,\"error\":\"\"}\n") - 1)
@@ -70,53 +71,6 @@ static const char *decode_string(const decoder *d, const kp_json_value *v, size_
     return out;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF; and no C0, DEL
- * or C1 controls, which would let a username break log lines and terminals. */
-static bool username_chars_ok(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            if (b < 0x20 || b == 0x7f)
-                return false;
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-        if (b >= 0xc2 && b <= 0xdf) {
-            need = 1;
-            if (b == 0xc2)
-                lo = 0xa0; /* C2 80..C2 9F are the C1 controls */
-        } else if (b >= 0xe0 && b <= 0xef) {
-            need = 2;
-            if (b == 0xe0)
-                lo = 0xa0; /* overlong */
-            else if (b == 0xed)
-                hi = 0x9f; /* U+D800..U+DFFF */
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            need = 3;
-            if (b == 0xf0)
-                lo = 0x90; /* overlong */
-            else if (b == 0xf4)
-                hi = 0x8f; /* above U+10FFFF */
-        } else {
-            return false; /* continuation byte, C0/C1 overlong lead, or F5..FF */
-        }
-        if (len - i <= need)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-        }
-        i += need + 1;
-    }
-    return true;
-}
-
 static bool authorize_params(const decoder *d, const kp_json_value *slots,
                              kp_authorize_params *out)
 {
@@ -126,7 +80,7 @@ static bool authorize_params(const decoder *d, const kp_json_value *slots,
     size_t len;
     const char *s = decode_string(d, name, &len);
     /* The byte check also refuses an escaped U+0000: it is a control character. */
-    if (len < 1 || len > USERNAME_MAX_BYTES || !username_chars_ok((const unsigned char *)s, len))
+    if (len < 1 || len > USERNAME_MAX_BYTES || !kp_utf8_text_ok((const unsigned char *)s, len))
         return false;
     out->username = s;
     out->username_len = len;

@@ -1,5 +1,5 @@
-/* The one UTC timestamp formatter: log lines (src/log.c), event messages (src/event.c) and,
- * once the lead switches it over, the admin /stats minutes (src/admin.c format_minute). */
+/* The one UTC timestamp formatter: log lines (src/log.c), event messages (src/event.c) and the
+ * admin /stats minutes (src/admin.c). */
 #ifndef KP_UTC_TIME_H
 #define KP_UTC_TIME_H
 

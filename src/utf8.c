@@ -30,3 +30,24 @@ size_t kp_utf8_char_len(const unsigned char *s, size_t n)
     }
     return len;
 }
+
+bool kp_utf8_text_ok(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            if (b < 0x20 || b == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        size_t n = kp_utf8_char_len(s + i, len - i);
+        if (n == 0)
+            return false;
+        if (b == 0xc2 && s[i + 1] < 0xa0) /* U+0080..U+009F: the C1 controls */
+            return false;
+        i += n;
+    }
+    return true;
+}

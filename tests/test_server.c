@@ -1276,6 +1276,7 @@ static void test_drain_deadline(void **state)
     close(fd);
     wait_metric(admin, "kupool_connections", 0, 5000);
     assert_int_equal((int)metric(admin, "kupool_sessions_closed_total{reason=\"slow\"}"), 0);
+    assert_int_equal((int)metric(admin, "kupool_sessions_closed_total{reason=\"drain_timeout\"}"), 1);
     assert_int_equal(server_stop(p, SIGTERM), 0);
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "admin_http.h"
+#include "utf8.h"
 
 static void check(int ok)
 {
@@ -60,7 +61,7 @@ static void check_verdict(const kp_admin_verdict *v)
         return;
     size_t len = strlen(v->username);
     check(len >= 1 && len <= KP_USERNAME_MAX);
-    check(kp_admin_text_ok((const unsigned char *)v->username, len));
+    check(kp_utf8_text_ok((const unsigned char *)v->username, len));
     cJSON *s = cJSON_CreateString(v->username);
     check(s != NULL);
     char *text = cJSON_PrintUnformatted(s);
@@ -93,6 +94,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The query decoder alone, on the raw bytes as a query string. */
     char name[KP_USERNAME_MAX + 1];
     if (kp_admin_query_username((const char *)data, size, name))
-        check(kp_admin_text_ok((const unsigned char *)name, strlen(name)));
+        check(kp_utf8_text_ok((const unsigned char *)name, strlen(name)));
     return 0;
 }
