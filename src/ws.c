@@ -26,8 +26,8 @@
  *   - A request head over the bound gets 431 Request Header Fields Too Large (RFC 6585).
  *   - Frame errors are refused as early as the bytes allow: a bad first two bytes (reserved
  *     bits, unknown opcode, wrong masking, fragmentation out of order, a binary frame) at the
- *     second byte; a length over max_msg (counting the fragments so far) as soon as the header
- *     is complete, before any payload is read or stored.
+ *     second byte; a length over max_msg (counting the fragments so far) as soon as its last
+ *     byte arrives, before the mask key or any payload is read or stored.
  *   - on_close codes, and the close frame sent with them: 1002 for a refused or malformed
  *     handshake (server and client, no frame) and for every frame-level protocol error, 1003
  *     for a binary frame, 1007 for invalid UTF-8 (a text message, checked when it is complete,
@@ -308,7 +308,18 @@ static int check_start(kp_ws *ws)
     return 0;
 }
 
-/* The header is complete: refuse an over-long message before any of its payload is read. */
+/* The length is known: refuse an over-long message before the rest of its header, let alone
+ * its payload. While closing, data is dropped unread: it costs nothing whatever its length. */
+static int check_length(kp_ws *ws)
+{
+    const ws_frame_header *h = &ws->frame;
+    if (!ws_opcode_is_control(h->opcode) && ws->state == WS_OPEN &&
+        h->len > (uint64_t)(ws->max_msg - ws->msg_len))
+        return fail(ws, WS_CLOSE_TOO_BIG, "message too big");
+    return 0;
+}
+
+/* The header is complete: payload bytes follow. */
 static int begin_frame(kp_ws *ws)
 {
     const ws_frame_header *h = &ws->frame;
@@ -318,9 +329,6 @@ static int begin_frame(kp_ws *ws)
             return finish(ws, WS_CLOSE_INTERNAL, "out of memory", KP_ENOMEM);
         return 0;
     }
-    /* While closing, data is dropped unread: it costs nothing whatever its length. */
-    if (ws->state == WS_OPEN && h->len > (uint64_t)(ws->max_msg - ws->msg_len))
-        return fail(ws, WS_CLOSE_TOO_BIG, "message too big");
     if (h->opcode == WS_OP_TEXT)
         ws->msg_open = true;
     return 0;
@@ -450,8 +458,8 @@ static int feed_frames(kp_ws *ws, const uint8_t *data, size_t len)
                 snprintf(what, sizeof(what), "protocol error: %s", why);
                 return fail(ws, WS_CLOSE_PROTOCOL, what);
             }
-            if (st == WS_HDR_START) {
-                if ((rc = check_start(ws)) != 0)
+            if (st == WS_HDR_START || st == WS_HDR_LENGTH) {
+                if ((rc = st == WS_HDR_START ? check_start(ws) : check_length(ws)) != 0)
                     return rc;
                 continue;
             }

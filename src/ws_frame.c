@@ -18,67 +18,63 @@ static bool opcode_known(uint8_t opcode)
     }
 }
 
-/* The whole header's size, known from its first two bytes. */
-static size_t header_size(const uint8_t b[2])
+/* The size of the length field and the mask key, known from the first two bytes. */
+static size_t length_bytes(const uint8_t b[2])
 {
     uint8_t len7 = b[1] & 0x7f;
-    size_t n = 2;
-    if (len7 == 126)
-        n += 2;
-    else if (len7 == 127)
-        n += 8;
-    if (b[1] & 0x80)
-        n += 4;
-    return n;
+    return len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
 }
 
-/* Copies up to `want` bytes into the decoder; returns how many. */
-static size_t take(ws_header_decoder *d, const uint8_t *data, size_t len, size_t want)
+static size_t mask_bytes(const uint8_t b[2])
 {
+    return (b[1] & 0x80) ? 4 : 0;
+}
+
+/* Copies into the decoder until it holds `upto` bytes; returns how many were taken. */
+static size_t take(ws_header_decoder *d, const uint8_t *data, size_t len, size_t upto)
+{
+    size_t want = upto - d->have;
     size_t n = len < want ? len : want;
-    memcpy(d->buf + d->have, data, n);
+    if (n)
+        memcpy(d->buf + d->have, data, n);
     d->have = (uint8_t)(d->have + n);
     return n;
 }
 
-static void start_fields(const ws_header_decoder *d, ws_frame_header *h)
+static enum ws_header_status bad(ws_header_decoder *d, const char **why, const char *what)
+{
+    *why = what;
+    d->reported = WS_HDR_BAD;
+    return WS_HDR_BAD;
+}
+
+static enum ws_header_status report(ws_header_decoder *d, enum ws_header_status st)
+{
+    d->reported = (uint8_t)st;
+    return st;
+}
+
+/* The first two bytes: what is wrong whatever the connection's state. */
+static enum ws_header_status decode_start(ws_header_decoder *d, ws_frame_header *h, const char **why)
 {
     h->fin = (d->buf[0] & 0x80) != 0;
     h->opcode = d->buf[0] & 0x0f;
     h->masked = (d->buf[1] & 0x80) != 0;
     h->len = 0;
+    if (d->buf[0] & 0x70)
+        return bad(d, why, "reserved bits set");
+    if (!opcode_known(h->opcode))
+        return bad(d, why, "unknown opcode");
+    if (ws_opcode_is_control(h->opcode) && !h->fin)
+        return bad(d, why, "fragmented control frame");
+    if (ws_opcode_is_control(h->opcode) && (d->buf[1] & 0x7f) > WS_CONTROL_MAX)
+        return bad(d, why, "control frame over 125 bytes");
+    return report(d, WS_HDR_START);
 }
 
-static enum ws_header_status bad(const char **why, const char *what)
+/* The length, in the shortest form that holds it (RFC 6455 §5.2), top bit clear. */
+static enum ws_header_status decode_length(ws_header_decoder *d, ws_frame_header *h, const char **why)
 {
-    *why = what;
-    return WS_HDR_BAD;
-}
-
-enum ws_header_status ws_header_feed(ws_header_decoder *d, const uint8_t *data, size_t len,
-                                     size_t *used, ws_frame_header *h, const char **why)
-{
-    *used = 0;
-    if (d->have < 2) {
-        *used = take(d, data, len, 2u - d->have);
-        if (d->have < 2)
-            return WS_HDR_MORE;
-        start_fields(d, h);
-        if (d->buf[0] & 0x70)
-            return bad(why, "reserved bits set");
-        if (!opcode_known(h->opcode))
-            return bad(why, "unknown opcode");
-        if (ws_opcode_is_control(h->opcode) && !h->fin)
-            return bad(why, "fragmented control frame");
-        if (ws_opcode_is_control(h->opcode) && (d->buf[1] & 0x7f) > WS_CONTROL_MAX)
-            return bad(why, "control frame over 125 bytes");
-        return WS_HDR_START;
-    }
-    size_t need = header_size(d->buf);
-    *used = take(d, data, len, need - d->have);
-    if (d->have < need)
-        return WS_HDR_MORE;
-    start_fields(d, h);
     const uint8_t *b = d->buf;
     uint8_t len7 = b[1] & 0x7f;
     if (len7 < 126) {
@@ -86,20 +82,42 @@ enum ws_header_status ws_header_feed(ws_header_decoder *d, const uint8_t *data, 
     } else if (len7 == 126) {
         h->len = ((uint64_t)b[2] << 8) | b[3];
         if (h->len < 126)
-            return bad(why, "length not in its shortest form");
+            return bad(d, why, "length not in its shortest form");
     } else {
         uint64_t v = 0;
         for (int i = 0; i < 8; i++)
             v = (v << 8) | b[2 + i];
         if (v >> 63)
-            return bad(why, "length with the top bit set");
+            return bad(d, why, "length with the top bit set");
         if (v < 65536)
-            return bad(why, "length not in its shortest form");
+            return bad(d, why, "length not in its shortest form");
         h->len = v;
     }
+    return report(d, WS_HDR_LENGTH);
+}
+
+enum ws_header_status ws_header_feed(ws_header_decoder *d, const uint8_t *data, size_t len,
+                                     size_t *used, ws_frame_header *h, const char **why)
+{
+    *used = 0;
+    if (d->reported == WS_HDR_BAD)
+        return WS_HDR_BAD;
+    if (d->have < 2) {
+        *used = take(d, data, len, 2);
+        return d->have < 2 ? WS_HDR_MORE : decode_start(d, h, why);
+    }
+    size_t length_end = 2 + length_bytes(d->buf);
+    if (d->reported == WS_HDR_START) {
+        *used = take(d, data, len, length_end);
+        return d->have < length_end ? WS_HDR_MORE : decode_length(d, h, why);
+    }
+    size_t end = length_end + mask_bytes(d->buf);
+    *used = take(d, data, len, end);
+    if (d->have < end)
+        return WS_HDR_MORE;
     if (h->masked)
-        memcpy(h->mask, b + need - 4, 4);
-    return WS_HDR_DONE;
+        memcpy(h->mask, d->buf + length_end, 4);
+    return report(d, WS_HDR_DONE);
 }
 
 size_t ws_header_encode(uint8_t out[WS_HEADER_MAX], uint8_t opcode, uint64_t len,

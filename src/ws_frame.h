@@ -4,9 +4,9 @@
  *
  * The decoder refuses only what is wrong whatever the connection's state (reserved bits, an
  * unknown opcode, a fragmented or over-long control frame, a length not in its shortest form
- * or with the 64-bit form's top bit set); it stops after the first two bytes so the caller can
- * refuse a frame from its start (masking, fragmentation order, binary) before the rest of the
- * header arrives. */
+ * or with the 64-bit form's top bit set); it stops after the first two bytes, and again once
+ * the length is known, so the caller can refuse a frame from its start (masking, fragmentation
+ * order, binary) and its length (over max_msg) before the rest of the header arrives. */
 #ifndef KP_WS_FRAME_H
 #define KP_WS_FRAME_H
 
@@ -51,27 +51,32 @@ typedef struct ws_frame_header {
     uint64_t len;    /* payload bytes; complete headers only */
 } ws_frame_header;
 
-/* The bytes of a header that has not fully arrived: 15 bytes, inside the connection. */
+/* The bytes of a header that has not fully arrived: 16 bytes, inside the connection. */
 typedef struct ws_header_decoder {
     uint8_t buf[WS_HEADER_MAX];
     uint8_t have;
+    uint8_t reported; /* the last status reported for this header */
 } ws_header_decoder;
 
 enum ws_header_status {
-    WS_HDR_MORE,  /* every byte offered was taken; the header needs more */
-    WS_HDR_START, /* the first two bytes are in: fin, opcode, masked are set, len is not */
-    WS_HDR_DONE,  /* the header is complete: every field is set; reset before the next frame */
-    WS_HDR_BAD,   /* malformed: *why says how; a protocol error (1002) */
+    WS_HDR_MORE,   /* every byte offered was taken; the header needs more */
+    WS_HDR_START,  /* the first two bytes are in: fin, opcode, masked are set */
+    WS_HDR_LENGTH, /* ... and len too (the mask key may still be missing) */
+    WS_HDR_DONE,   /* the header is complete: every field is set; reset before the next frame */
+    WS_HDR_BAD,    /* malformed: *why says how; a protocol error (1002) */
 };
 
 static inline void ws_header_reset(ws_header_decoder *d)
 {
     d->have = 0;
+    d->reported = WS_HDR_MORE;
 }
 
 /* Takes header bytes from data[0..len) into d and says where the header stands; *used is how
- * many bytes were taken. WS_HDR_START is reported once per frame, then the next call carries
- * on; bytes after a complete header are not taken. */
+ * many bytes were taken. WS_HDR_START and WS_HDR_LENGTH are reported once each per frame (even
+ * when one byte completes both, or the whole header), then the next call carries on, with
+ * len 0 if need be; bytes after a complete header are not taken. h must be the same across
+ * the calls for one header. */
 enum ws_header_status ws_header_feed(ws_header_decoder *d, const uint8_t *data, size_t len,
                                      size_t *used, ws_frame_header *h, const char **why);
 
