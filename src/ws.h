@@ -7,7 +7,7 @@
  * message in progress down to its bytes (see ws.c for why). Ping/pong, fragmentation and the
  * close handshake are handled here; the owner only ever sees whole text messages.
  *
- * Memory: an idle open connection holds only its struct (under 200 bytes, no heap buffers); a
+ * Memory: an idle open connection holds only its struct (144 bytes on x86-64, no heap buffers); a
  * text message in progress holds one buffer of at most max_msg bytes however it is
  * fragmented, freed once delivered; a control frame in progress at most 125 bytes. */
 #ifndef KP_WS_H
