@@ -9,23 +9,35 @@
 #       measured in the same run, and the top of a `perf record` profile of the server.
 #
 #   bench/run.sh [SECONDS]        (default 20 s for b and c)
+#   bench/run.sh idle [BUILD_DIR] only (a), printed, docs untouched: e.g. `bench/run.sh idle
+#                                 /work/main/build` for a baseline from another built tree
 #
 # Installs what is missing, builds a Release tree in build-bench/, and replaces the "core"
 # section of docs/benchmarks.md with what it measured. Needs root for apt-get only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-20}
+idle_only=
+if [[ ${1:-} == idle ]]; then
+  idle_only=1
+  build=${2:-build-bench}
+  seconds=0
+else
+  build=build-bench
+  seconds=${1:-20}
+fi
 
-scripts/deps.sh
-need=()
-command -v jq >/dev/null || need+=(jq)
-command -v curl >/dev/null || need+=(curl)
-command -v perf >/dev/null || need+=(linux-perf)
-if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
-
-build=build-bench
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKP_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" >/dev/null
+if [[ -z $idle_only ]]; then
+  scripts/deps.sh
+  need=()
+  command -v jq >/dev/null || need+=(jq)
+  command -v curl >/dev/null || need+=(curl)
+  command -v perf >/dev/null || need+=(linux-perf)
+  if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
+fi
+if [[ $build == build-bench ]]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKP_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build" -j"$(nproc)" >/dev/null
+fi
 server=$build/kupool-server
 client=$build/kupool-client
 
@@ -46,13 +58,15 @@ start_server() {
   local name=$1
   shift
   log=$work/$name.server.log
-  "$server" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" 2>"$log" &
+  "$server" -addr 127.0.0.1:0 -ws_addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" \
+    "$@" 2>"$log" &
   server_pid=$!
-  port= admin=
+  port= ws_port= admin=
   for _ in $(seq 100); do
     port=$(sed -n 's/.*started listen="127.0.0.1:\([0-9]*\)".*module=tcp.server.*/\1/p' "$log" | head -1)
+    ws_port=$(sed -n 's/.*started listen="127.0.0.1:\([0-9]*\)".*module=ws.server.*/\1/p' "$log" | head -1)
     admin=$(sed -n 's/.*started listen="\(127.0.0.1:[0-9]*\)".*module=http.admin.*/\1/p' "$log" | head -1)
-    [[ -n $port && -n $admin ]] && return 0
+    [[ -n $port && -n $ws_port && -n $admin ]] && return 0
     sleep 0.1
   done
   cat "$log" >&2
@@ -72,27 +86,43 @@ cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }'; }
 
 # ---- (a) idle sessions ----------------------------------------------------------------------
-echo "== (a) 10,000 idle authorized sessions" >&2
-start_server a -interval 30s
-sleep 0.5
-rss0=$(rss_kib)
-# -rate 0: the sessions authorize, take their job and then only receive jobs.
-"$client" -addr "127.0.0.1:$port" -n 10000 -rate 0 -duration 60s -connect_rate 5000 \
-  -src 127.0.0.2-127.0.0.3 -json >"$work/a.json" 2>"$work/a.client.log" &
-client_pid=$!
-for _ in $(seq 300); do
-  [[ "$(metric kupool_sessions)" -ge 10000 ]] && break
-  sleep 0.1
-done
-sessions_a=$(metric kupool_sessions)
-sleep 2 # let the last writes drain
-rss1=$(rss_kib)
-kill -INT "$client_pid" 2>/dev/null || true
-wait "$client_pid" 2>/dev/null || true
-client_pid=
-stop_server
-per_session_a=$(awk -v a="$rss0" -v b="$rss1" -v n="$sessions_a" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
-echo "sessions=$sessions_a rss_before=${rss0}KiB rss_after=${rss1}KiB per_session=${per_session_a}B" >&2
+# idle_sessions NAME ADDRESS: 10,000 sessions authorize, take their job and then only receive
+# jobs (-rate 0); sets sessions_a, rss0, rss1 (KiB) and per_session_a (bytes). One transport per
+# server run: the two figures must not share a heap.
+idle_sessions() {
+  local name=$1 addr=$2
+  start_server "$name" -interval 30s
+  sleep 0.5
+  rss0=$(rss_kib)
+  local target=${addr/PORT/$port}
+  [[ $addr == ws://* ]] && target=${addr/PORT/$ws_port}
+  "$client" -addr "$target" -n 10000 -rate 0 -duration 60s -connect_rate 5000 \
+    -src 127.0.0.2-127.0.0.3 -json >"$work/$name.json" 2>"$work/$name.client.log" &
+  client_pid=$!
+  for _ in $(seq 300); do
+    [[ "$(metric kupool_sessions)" -ge 10000 ]] && break
+    sleep 0.1
+  done
+  sessions_a=$(metric kupool_sessions)
+  sleep 2 # let the last writes drain
+  rss1=$(rss_kib)
+  kill -INT "$client_pid" 2>/dev/null || true
+  wait "$client_pid" 2>/dev/null || true
+  client_pid=
+  stop_server
+  per_session_a=$(awk -v a="$rss0" -v b="$rss1" -v n="$sessions_a" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+  echo "$name sessions=$sessions_a rss_before=${rss0}KiB rss_after=${rss1}KiB per_session=${per_session_a}B" >&2
+}
+
+echo "== (a) 10,000 idle authorized sessions, TCP then WebSocket" >&2
+idle_sessions a-tcp "127.0.0.1:PORT"
+tcp_sessions=$sessions_a tcp_rss0=$rss0 tcp_rss1=$rss1 tcp_per_session=$per_session_a
+idle_sessions a-ws "ws://127.0.0.1:PORT/"
+ws_sessions=$sessions_a ws_rss0=$rss0 ws_rss1=$rss1 ws_per_session=$per_session_a
+if [[ -n $idle_only ]]; then
+  echo "idle per session: tcp=${tcp_per_session}B ws=${ws_per_session}B ($server)"
+  exit 0
+fi
 
 # ---- (b) 19k sessions at 0.95 submit/s --------------------------------------------------------
 echo "== (b) 19,000 sessions x 0.95 submit/s, a job every 2 s (${seconds}s)" >&2
@@ -162,11 +192,11 @@ kupool-client on the same machine (it shares the two cores with the server).
 
 ### (a) 10,000 idle authorized sessions
 
-| | value | target |
-|---|---:|---:|
-| sessions held | $sessions_a | 10,000 |
-| server RSS before / after | ${rss0} KiB / ${rss1} KiB | |
-| **server memory per idle session** | **${per_session_a} bytes** | ≤ 1024 bytes |
+| | TCP | WebSocket | target |
+|---|---:|---:|---:|
+| sessions held | $tcp_sessions | $ws_sessions | 10,000 |
+| server RSS before / after | ${tcp_rss0} KiB / ${tcp_rss1} KiB | ${ws_rss0} KiB / ${ws_rss1} KiB | |
+| **server memory per idle session** | **${tcp_per_session} bytes** | **${ws_per_session} bytes** | ≤ 1024 bytes |
 
 ### (b) 19,000 sessions × 0.95 submit/s, a job every 2 s, ${seconds} s
 
