@@ -57,9 +57,10 @@ int kp_ws_client_new(const kp_ws_callbacks *cb, void *user, const char *host, co
  * (on_close has been called). */
 int kp_ws_feed(kp_ws *ws, const char *data, size_t len);
 
-/* Sends one text message (masked on the client side, as RFC 6455 requires). Returns 0,
- * KP_ECLOSED (not open / closing), KP_ENOMEM, or KP_EIO when cb->send failed (the connection is
- * over; on_close follows only if this was called from a callback inside kp_ws_feed). */
+/* Sends one text message (masked on the client side with a fresh CSPRNG key, as RFC 6455
+ * requires); allocates nothing. Returns 0, KP_ECLOSED (not open / closing), or KP_EIO when
+ * cb->send or the CSPRNG failed (the connection is over; on_close follows only if this was
+ * called from a callback inside kp_ws_feed). */
 int kp_ws_send_text(kp_ws *ws, const char *msg, size_t len);
 
 /* Starts the close handshake with `code` (e.g. 1000 or 1001 at shutdown); `reason` may be NULL

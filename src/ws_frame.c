@@ -100,8 +100,8 @@ enum ws_header_status ws_header_feed(ws_header_decoder *d, const uint8_t *data, 
                                      size_t *used, ws_frame_header *h, const char **why)
 {
     *used = 0;
-    if (d->reported == WS_HDR_BAD)
-        return WS_HDR_BAD;
+    if (d->reported == WS_HDR_BAD) /* refused already: stays refused */
+        return bad(d, why, "malformed frame header");
     if (d->have < 2) {
         *used = take(d, data, len, 2);
         return d->have < 2 ? WS_HDR_MORE : decode_start(d, h, why);
