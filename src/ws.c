@@ -334,11 +334,14 @@ static int begin_frame(kp_ws *ws)
     return 0;
 }
 
-/* Room for `need` bytes of message (need <= max_msg): doubling, never past max_msg. */
+/* Room for `need` bytes of message: doubling, never past max_msg. check_length keeps need
+ * within max_msg; refusing here too keeps the buffer's bound local. */
 static int msg_reserve(kp_ws *ws, size_t need)
 {
     if (need <= ws->msg_cap)
         return 0;
+    if (need > ws->max_msg)
+        return KP_EINVAL;
     size_t cap = ws->msg_cap ? ws->msg_cap * 2 : WS_MSG_MIN_CAP;
     if (cap < need)
         cap = need;
@@ -362,7 +365,10 @@ static int take_payload(kp_ws *ws, const uint8_t *data, size_t n)
     } else {
         if (ws->state != WS_OPEN)
             return 0;
-        if (msg_reserve(ws, ws->msg_len + n) != 0)
+        int rc = msg_reserve(ws, ws->msg_len + n);
+        if (rc == KP_EINVAL)
+            return fail(ws, WS_CLOSE_TOO_BIG, "message too big");
+        if (rc != 0)
             return finish(ws, WS_CLOSE_INTERNAL, "out of memory", KP_ENOMEM);
         dst = ws->msg + ws->msg_len;
         ws->msg_len += n;
