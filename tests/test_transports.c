@@ -292,11 +292,55 @@ static void test_websocket_edges(void **state)
     assert_int_equal(kp_proc_stop(p, SIGTERM, 15000), 0);
 }
 
+/* Hostile frames against the real server (issue 9): each is closed with its code, and the
+ * server goes on serving. */
+static void test_websocket_hostile_frames(void **state)
+{
+    kp_proc *p = start_server();
+    conn c;
+
+    /* A fragment flood: one-byte non-final fragments past -max_msg (512) get 1009. */
+    conn_open(&c, p, 1);
+    send_raw_frame(c.fd, 0x01, "{", 1);
+    for (int i = 0; i < MAX_MSG; i++)
+        if (kp_try_send(c.fd, "\x00\x81\x01\x02\x03\x04" " ", 7) != 0)
+            break; /* the server may close before the flood ends */
+    assert_true(conn_closed(&c, TIMEOUT_MS));
+    assert_int_equal(c.close_code, 1009);
+    conn_close(&c);
+
+    /* A header announcing 2^63 - 1 bytes: 1009 at once, no payload byte needed. */
+    conn_open(&c, p, 1);
+    const unsigned char huge[14] = {0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    kp_send(c.fd, (const char *)huge, sizeof(huge));
+    assert_true(conn_closed(&c, TIMEOUT_MS));
+    assert_int_equal(c.close_code, 1009);
+    conn_close(&c);
+
+    /* Reserved bits, an unknown opcode, an unmasked frame: 1002 with the close frame. */
+    const unsigned char bad[][2] = {{0xc1, 0x80}, {0x83, 0x80}, {0x81, 0x01}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        conn_open(&c, p, 1);
+        kp_send(c.fd, (const char *)bad[i], 2);
+        assert_true(conn_closed(&c, TIMEOUT_MS));
+        assert_int_equal(c.close_code, 1002);
+        conn_close(&c);
+    }
+
+    /* The server still serves. */
+    conn_open(&c, p, 1);
+    conn_send(&c, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"after\"}}");
+    expect(&c, "{\"id\":1,\"result\":true}");
+    conn_close(&c);
+    assert_int_equal(kp_proc_stop(p, SIGTERM, 15000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_scenarios_over_tcp_and_websocket),
         cmocka_unit_test(test_websocket_edges),
+        cmocka_unit_test(test_websocket_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
