@@ -11,7 +11,7 @@
  *    exits) or written straight to stderr: none is lost in between.
  *
  * kp_log_open/kp_log_close are meant to be called from one thread (main), not concurrently with
- * each other; kp_log_fields (and the kp_log shim) and kp_log_enabled may be called from any
+ * each other; kp_log_fields and kp_log_enabled may be called from any
  * thread at any time. */
 #include "log.h"
 
@@ -312,7 +312,7 @@ static void text_sanitize(char *s, size_t n)
     }
 }
 
-/* Puts raw s[0..n) (message or shim text) with control bytes as spaces; cut to fit at a
+/* Puts raw s[0..n) (a message) with control bytes as spaces; cut to fit at a
  * character boundary. Returns true when all of it fit. */
 static bool text_put_raw(outbuf *o, const char *s, size_t n)
 {
@@ -350,12 +350,6 @@ typedef enum text_put {
 static text_put text_put_field(outbuf *o, const kp_log_field *f, size_t ellipsis_room)
 {
     size_t mark = o->len;
-    if (f->type == KP_LOG_FIELD_LEGACY_KV) {
-        if (!out_put(o, " ", 1)) {
-            return TEXT_CUT;
-        }
-        return text_put_raw(o, f->v.s.p, f->v.s.n) ? TEXT_WHOLE : TEXT_CUT;
-    }
     if (!out_put(o, " ", 1)) {
         return TEXT_CUT;
     }
@@ -454,12 +448,12 @@ static int json_put_string(outbuf *o, const char *s, size_t n)
 static bool json_put_field(outbuf *o, const kp_log_field *f)
 {
     size_t mark = o->len;
-    const char *key = f->type == KP_LOG_FIELD_LEGACY_KV ? "kv" : (f->key ? f->key : "-");
+    const char *key = f->key ? f->key : "-";
     if (!out_put(o, ",", 1) || json_put_string(o, key, strlen(key)) != 0 || !out_put(o, ":", 1)) {
         o->len = mark;
         return false;
     }
-    if (is_string_field(f) || f->type == KP_LOG_FIELD_LEGACY_KV) {
+    if (is_string_field(f)) {
         int rc = json_put_string(o, f->v.s.p, f->v.s.n);
         if (rc < 0) {
             o->len = mark;
@@ -819,46 +813,6 @@ void kp_log_fieldsv_(kp_log_level level, const char *module, const char *msg, si
     }
     va_end(ap);
     kp_log_fields(level, module, msg, fields, n);
-}
-
-/* DEPRECATED (see log.h): the formatted text is one legacy field, never re-parsed. */
-static void log_printf(kp_log_level level, const char *module, const char *msg,
-                       const char *kv_fmt, va_list ap)
-{
-    if (!kp_log_enabled(level)) {
-        return;
-    }
-    if (kv_fmt == NULL || kv_fmt[0] == '\0') {
-        kp_log_fields(level, module, msg, NULL, 0);
-        return;
-    }
-    char kv[KP_LOG_LINE_BYTES]; /* longer than any line: a cut here is cut again, and flagged */
-    int n = vsnprintf(kv, sizeof kv, kv_fmt, ap);
-    if (n <= 0) {
-        kp_log_fields(level, module, msg, NULL, 0);
-        return;
-    }
-    size_t len = (size_t)n < sizeof kv ? (size_t)n : utf8_trim(kv, sizeof kv - 1);
-    kp_log_field f = kp_log_strn_(NULL, KP_LOG_FIELD_LEGACY_KV, kv, len);
-    kp_log_fields(level, module, msg, &f, 1);
-}
-
-void kp_log(kp_log_level level, const char *module, const char *msg, const char *kv_fmt, ...)
-{
-    va_list ap;
-    va_start(ap, kv_fmt);
-    log_printf(level, module, msg, kv_fmt, ap);
-    va_end(ap);
-}
-
-void kp_log_printf_(kp_log_level level, const char *module, const char *msg, size_t n,
-                    const char *kv_fmt, ...)
-{
-    (void)n;
-    va_list ap;
-    va_start(ap, kv_fmt);
-    log_printf(level, module, msg, kv_fmt, ap);
-    va_end(ap);
 }
 
 int kp_log_level_parse(const char *text, kp_log_level *out)

@@ -18,11 +18,7 @@
  * docs/observability.md "Logs" for the quoting and escaping rules. Keys and messages are program
  * constants. Arguments are evaluated only when the level is enabled; at most KP_LOG_FIELDS_MAX
  * fields per line (more do not compile).
- *
- * Transition: KP_INFO(mod, msg, "k=%s", v) with a printf format still compiles (the macros pick
- * by the type of the first argument after msg) and goes to the deprecated kp_log() shim. REMOVE
- * the shim once every call site uses fields (src/session.c, server.c, admin.c, protocol.c, ws.c,
- * codec.c, stats_memory.c at the time of writing). */
+ */
 #ifndef KP_LOG_H
 #define KP_LOG_H
 
@@ -65,8 +61,7 @@ typedef enum kp_log_field_type {
     KP_LOG_FIELD_INT,
     KP_LOG_FIELD_UINT,
     KP_LOG_FIELD_FLOAT, /* NaN and infinities are written as the strings "nan", "inf", "-inf" */
-    KP_LOG_FIELD_BOOL,
-    KP_LOG_FIELD_LEGACY_KV /* internal: the shim's formatted text, see kp_log */
+    KP_LOG_FIELD_BOOL
 } kp_log_field_type;
 
 typedef struct kp_log_field {
@@ -142,17 +137,6 @@ void kp_log_fields(kp_log_level level, const char *module, const char *msg,
 /* For the macros below: n kp_log_field arguments follow. */
 void kp_log_fieldsv_(kp_log_level level, const char *module, const char *msg, size_t n, ...);
 
-/* DEPRECATED printf shim, to be removed with the last printf-style call site. The formatted
- * kv_fmt text is ONE value, never re-parsed into fields: in JSON it is the string member "kv";
- * in text it is written as formatted (so existing lines keep their shape) with control bytes
- * turned into spaces. A client value in it can therefore still imitate a field in the text
- * format: convert the call site to typed fields to fix that. */
-void kp_log(kp_log_level level, const char *module, const char *msg, const char *kv_fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* The shim as the macros call it (`n` is ignored). */
-void kp_log_printf_(kp_log_level level, const char *module, const char *msg, size_t n,
-                    const char *kv_fmt, ...) __attribute__((format(printf, 5, 6)));
-
 /* Counts 0..KP_LOG_FIELDS_MAX arguments. With more, the "count" is an argument itself, which
  * does not convert to size_t when it is a field: too many fields fail to compile. */
 #define KP_LOG_NARG_(...)                                                                   \
@@ -163,18 +147,13 @@ void kp_log_printf_(kp_log_level level, const char *module, const char *msg, siz
                           a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30,  \
                           a31, a32, N, ...)                                                      \
     N
-#define KP_LOG_FIRST_(a, ...) a
 
-/* Typed fields (or nothing) go to kp_log_fieldsv_, anything else (a printf format, NULL) to the
- * shim; the level check comes first so that no argument is evaluated for a disabled level. */
+/* The level check comes first, so that no argument is evaluated for a disabled level. */
 #define KP_LOG_AT_(level, mod, msg, ...)                                                        \
     do {                                                                                        \
         if (kp_log_enabled(level)) {                                                            \
-            _Generic((KP_LOG_FIRST_(__VA_ARGS__ __VA_OPT__(, ) kp_log_int_(NULL, 0))),          \
-                kp_log_field: kp_log_fieldsv_,                                                  \
-                default: kp_log_printf_)((level), (mod), (msg),                                 \
-                                         (size_t)KP_LOG_NARG_(__VA_ARGS__)                      \
-                                             __VA_OPT__(, ) __VA_ARGS__);                       \
+            kp_log_fieldsv_((level), (mod), (msg),                                              \
+                            (size_t)KP_LOG_NARG_(__VA_ARGS__) __VA_OPT__(, ) __VA_ARGS__);      \
         }                                                                                       \
     } while (0)
 

@@ -532,41 +532,11 @@ static void test_disabled_not_evaluated(void **state)
     open_file_log(d.file, KP_LOG_INFO, KP_LOG_TEXT, 0, 0);
     evaluations = 0;
     KP_DEBUG("m", "off", KP_INT("n", counted()));
-    KP_DEBUG("m", "off", "n=%lld", (long long)counted()); /* the shim too */
     assert_int_equal(evaluations, 0);
     KP_INFO("m", "on", KP_INT("n", counted()));
     assert_int_equal(evaluations, 1);
     kp_log_close();
     tmpdir_remove(&d);
-}
-
-/* The deprecated printf shim: the formatted text is one value, never re-parsed into fields. */
-static void emit_shim(void)
-{
-    KP_DEBUG("app.acceptor", "authorized", "username=\"%s\" sessions=%d", INJECTION, 1);
-}
-
-static void test_printf_shim(void **state)
-{
-    (void)state;
-    char *line = one_line(KP_LOG_JSON, emit_shim);
-    cJSON *obj = cJSON_Parse(line);
-    assert_non_null(obj);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "level")->valuestring, "debug");
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "module")->valuestring,
-                        "app.acceptor");
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(obj, "kv")->valuestring,
-                        "username=\"" INJECTION "\" sessions=1");
-    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "username"));
-    assert_null(cJSON_GetObjectItemCaseSensitive(obj, "msg")->next->next->next); /* kv, module */
-    cJSON_Delete(obj);
-    free(line);
-
-    /* Text keeps the formatted shape (server.c's `started listen="..."` is grepped). */
-    line = one_line(KP_LOG_TEXT, emit_shim);
-    assert_matches(line, "^" TS_RE " DEBUG authorized username=\"x\" level=error module=forged "
-                         "msg=\"pwned\" sessions=1 module=app\\.acceptor$");
-    free(line);
 }
 
 static void test_truncation(void **state)
@@ -593,7 +563,7 @@ static void test_truncation(void **state)
         KP_INFO("trunc", x, KP_INT("a", 1));
         KP_INFO("trunc", "quoted", KP_QSTR("q", x));
         KP_INFO("trunc", "mixed", KP_STRN("m", mixed, big));
-        KP_INFO("trunc", "shim", "a=1 big=%s c=2", x);
+        KP_INFO("trunc", "unquoted", KP_STR("plain", x));
         kp_log_close();
 
         char *text = read_file(d.file, NULL);
@@ -987,7 +957,7 @@ int main(void)
         cmocka_unit_test(test_text_types),    cmocka_unit_test(test_injection_text),
         cmocka_unit_test(test_injection_json), cmocka_unit_test(test_hostile_bytes_text),
         cmocka_unit_test(test_hostile_bytes_json), cmocka_unit_test(test_zero_fields),
-        cmocka_unit_test(test_disabled_not_evaluated), cmocka_unit_test(test_printf_shim),
+        cmocka_unit_test(test_disabled_not_evaluated), 
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
