@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <cjson/cJSON.h>
 #include <openssl/hmac.h>
 
 #include "testsupport.h"
@@ -1197,6 +1198,90 @@ static void test_slow_reader_bound(void **state)
  * session went on: the authorize put it in the authorized list after it was freed (ASan:
  * use-after-free in the broadcast; without ASan a session that never goes away and a SIGTERM
  * that spins), and the submits were accepted and counted. */
+/* A username cannot forge log fields (issue 9 item 11). The red team's name is a valid username
+ * (no control characters) and reaches three debug lines: authorized, submit, session closed.
+ * Before typed fields it became fields of its own: in JSON "level":"error","module":"forged"
+ * members; in text a bare level=error module=forged. */
+#define FORGED_NAME "x\" level=error module=forged msg=\"pwned"
+
+static void forge_attempt(kp_proc *p)
+{
+    int fd = kp_connect(p->port, 0);
+    char line[LINE_MAX_TEST];
+    kp_sendf(fd, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"%s\"}}\n",
+             "x\\\" level=error module=forged msg=\\\"pwned");
+    kp_expect_line(fd, line, sizeof(line), REPLY_TIMEOUT_MS);
+    assert_string_equal(line, "{\"id\":1,\"result\":true}");
+    kp_expect_line(fd, line, sizeof(line), REPLY_TIMEOUT_MS); /* the job */
+    kp_sendf(fd, "{\"id\":2,\"method\":\"submit\",\"params\":{\"job_id\":1,\"client_nonce\":\"ab\","
+                 "\"result\":\"00\"}}\n");
+    kp_expect_line(fd, line, sizeof(line), REPLY_TIMEOUT_MS);
+    kp_close(fd);
+    assert_true(kp_proc_wait_log(p, "session closed", REPLY_TIMEOUT_MS));
+    assert_int_equal(kp_proc_stop(p, SIGTERM, STOP_TIMEOUT_MS), 0);
+    p->pid = 0;
+}
+
+static void test_log_fields_not_forged(void **state)
+{
+    fixture *fx = *state;
+    static const char *const msgs[] = {"authorized", "submit", "session closed"};
+
+    /* JSON: every line parses, the username is one member holding the whole name, and nothing
+     * says module "forged" or level "error". */
+    static const char *const json_env[] = {"KUP_LOG_LEVEL=debug", "KUP_LOG_FORMAT=json", NULL};
+    kp_proc *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    fx->procs[fx->nprocs++] = p;
+    kp_proc_start(p, NULL, json_env);
+    forge_attempt(p);
+    size_t seen = 0;
+    for (char *line = p->log, *eol; *line; line = eol + 1) {
+        eol = strchr(line, '\n');
+        assert_non_null(eol);
+        *eol = '\0';
+        cJSON *obj = cJSON_Parse(line);
+        if (!obj)
+            fail_msg("log line is not JSON: %s", line);
+        const cJSON *module = cJSON_GetObjectItemCaseSensitive(obj, "module");
+        const cJSON *level = cJSON_GetObjectItemCaseSensitive(obj, "level");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(obj, "msg");
+        assert_true(cJSON_IsString(module) && strcmp(module->valuestring, "forged") != 0);
+        assert_true(cJSON_IsString(level) && strcmp(level->valuestring, "error") != 0);
+        for (size_t i = 0; i < 3; i++) {
+            if (cJSON_IsString(msg) && strcmp(msg->valuestring, msgs[i]) == 0) {
+                const cJSON *user = cJSON_GetObjectItemCaseSensitive(obj, "username");
+                assert_true(cJSON_IsString(user));
+                assert_string_equal(user->valuestring, FORGED_NAME);
+                seen |= 1u << i;
+            }
+        }
+        cJSON_Delete(obj);
+        *eol = '\n';
+    }
+    assert_int_equal(seen, 7);
+
+    /* Text: the name stays inside one quoted value, its quotes escaped. */
+    static const char *const text_env[] = {"KUP_LOG_LEVEL=debug", NULL};
+    p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    fx->procs[fx->nprocs++] = p;
+    kp_proc_start(p, NULL, text_env);
+    forge_attempt(p);
+    for (size_t i = 0; i < 3; i++) {
+        char needle[256];
+        snprintf(needle, sizeof(needle), " DEBUG %s ", msgs[i]);
+        const char *line = strstr(p->log, needle);
+        assert_non_null(line);
+        const char *eol = strchr(line, '\n');
+        size_t len = (size_t)(eol - line);
+        static const char quoted[] = "username=\"x\\\" level=error module=forged msg=\\\"pwned\"";
+        if (!memmem(line, len, quoted, strlen(quoted)))
+            fail_msg("username not one quoted value: %.*s", (int)len, line);
+    }
+    assert_null(strstr(p->log, " level=error module=forged msg=\"pwned\""));
+}
+
 static void test_closed_mid_read(void **state)
 {
     kp_proc *p = server_start(*state, hostile_args);
@@ -1524,6 +1609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scale_out, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader_bound, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_closed_mid_read, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_log_fields_not_forged, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_drain_deadline, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_flood_does_not_starve, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_command_line),

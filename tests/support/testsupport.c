@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,13 +68,18 @@ int kp_proc_wait_log(kp_proc *proc, const char *needle, int timeout_ms)
     }
 }
 
-/* The port after the last ':' of the quoted listen="..." value in line[0..len), or -1. */
+/* The port after the last ':' of the quoted listen="..." value (text format) or "listen":"..."
+ * member (JSON format) in line[0..len), or -1. */
 static int listen_port_of(const char *line, size_t len)
 {
+    const char *start = NULL;
     const char *key = memmem(line, len, "listen=\"", 8);
-    if (!key)
+    if (key)
+        start = key + 8;
+    else if ((key = memmem(line, len, "\"listen\":\"", 10)))
+        start = key + 10;
+    if (!start)
         return -1;
-    const char *start = key + 8;
     const char *end = memchr(start, '"', len - (size_t)(start - line));
     const char *colon = NULL;
     for (const char *p = start; end && p < end; p++)
@@ -87,14 +93,18 @@ static int listen_port_of(const char *line, size_t len)
 
 int kp_proc_listen_port(kp_proc *proc, const char *module, int timeout_ms)
 {
-    char tag[128];
+    char tag[128], json_tag[128];
     snprintf(tag, sizeof(tag), " module=%s", module);
+    snprintf(json_tag, sizeof(json_tag), "\"module\":\"%s\"", module);
     uint64_t deadline = kp_test_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         for (const char *line = proc->log; *line;) {
             const char *eol = strchr(line, '\n');
             size_t len = eol ? (size_t)(eol - line) : strlen(line);
-            if (eol && memmem(line, len, " started ", 9) && memmem(line, len, tag, strlen(tag))) {
+            bool text = memmem(line, len, " started ", 9) && memmem(line, len, tag, strlen(tag));
+            bool json = memmem(line, len, "\"msg\":\"started\"", 15) &&
+                        memmem(line, len, json_tag, strlen(json_tag));
+            if (eol && (text || json)) {
                 int port = listen_port_of(line, len);
                 if (port > 0)
                     return port;
@@ -167,7 +177,8 @@ void kp_proc_start(kp_proc *proc, const char *const *args, const char *const *en
         all[n++] = args[i];
     all[n] = NULL;
     proc->pid = kp_spawn(KP_SERVER_BIN, all, env, NULL, &proc->log_fd);
-    if (!kp_proc_wait_log(proc, "module=tcp.server", 10000)) {
+    /* "tcp.server" matches both log formats: module=tcp.server and "module":"tcp.server". */
+    if (!kp_proc_wait_log(proc, "tcp.server", 10000)) {
         fprintf(stderr, "server did not start; log:\n%s\n", proc->log);
         kill(proc->pid, SIGKILL);
         fail();
