@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The server's own speed and memory on loopback, memory backends (issue 3). Three scenarios:
-#   (a) 10,000 idle authorized sessions: server RSS per session
+# The server's own speed and memory on loopback, memory backends (issue 3). Four scenarios:
+#   (a) 10,000 idle authorized sessions: server RSS per session, once over TCP and once over
+#       WebSocket (ws://, server started with -ws_addr), one server run per transport so the
+#       two figures do not share a heap
 #   (b) 19,000 sessions x 0.95 submit/s, a job every 2 s: errors, latency, broadcast spread, CPU
 #   (c) rate limit off, 100 sessions x 16 submits in flight: accepted submits/s and server CPU per
 #       submit, next to two floors measured in the same run: bench/floor_server (the same
@@ -10,12 +12,14 @@
 #   (d) fairness: one session pipelining unpaced (-pipeline 1024 -rate max) while another
 #       (-rate 20) measures its round trips: the probe's latency p50/p99 and the flood's rate.
 #
-#   bench/run.sh [SECONDS]        (default 20 s for b, c and d)
+#   bench/run.sh [SECONDS]        (default 20 s for b, c and d; (a) takes no duration)
 #
-# BASELINE_SERVER=/path/to/kupool-server runs (b), (c) and (d) against that binary too, in the
-# same run right after the new one, and prints new/baseline ratios (e.g. the previous commit's
-# Release build). BENCH_SCENARIOS=bcd (default abcd) runs a subset; only a run of a, b and c
-# replaces the section of docs/benchmarks.md.
+# BASELINE_SERVER=/path/to/kupool-server runs every chosen scenario against that binary too, in
+# the same run right after the new one, and prints new/baseline ratios (e.g. the previous commit's
+# Release build; it must know -ws_addr for (a)). BENCH_SCENARIOS=bcd (default abcd) runs a
+# subset; only a run of a, b and c replaces the section of docs/benchmarks.md. The idle figures
+# alone, new against another built tree, docs untouched (what `bench/run.sh idle BUILD_DIR` did):
+#   BENCH_SCENARIOS=a BASELINE_SERVER=/work/main/build/kupool-server bench/run.sh
 #
 # Installs what is missing, builds a Release tree in build-bench/, and replaces the "core"
 # section of docs/benchmarks.md with what it measured. Needs root for apt-get only.
@@ -37,7 +41,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v perf >/dev/null || need+=(linux-perf)
 if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 
-build=build-bench
+build='build-bench'
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKP_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 server=$build/kupool-server
@@ -48,26 +52,29 @@ work=$(mktemp -d /tmp/kupool-bench.XXXXXX)
 server_pid=
 client_pid=
 cleanup() {
-  [[ -n $client_pid ]] && kill "$client_pid" 2>/dev/null || true
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+  if [[ -n $client_pid ]]; then kill "$client_pid" 2>/dev/null || true; fi
+  if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # start_server NAME ARGS...: starts kupool-server with an admin endpoint; sets server_pid,
-# port (TCP) and admin (host:port of /metrics).
+# port (TCP), admin (host:port of /metrics) and, when ARGS hold -ws_addr, ws_port (WebSocket).
 start_server() {
-  local name=$1
+  local name=$1 with_ws='' arg
   shift
+  for arg; do [[ $arg == -ws_addr ]] && with_ws=1; done
   log=$work/$name.server.log
   "$srv_bin" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" 2>"$log" &
   server_pid=$!
-  port= admin=
+  port='' ws_port='' admin=''
   for _ in $(seq 100); do
     port=$(sed -n 's/.*started listen="127.0.0.1:\([0-9]*\)".*module=tcp.server.*/\1/p' "$log" | head -1)
     admin=$(sed -n 's/.*started listen="\(127.0.0.1:[0-9]*\)".*module=http.admin.*/\1/p' "$log" | head -1)
-    [[ -n $port && -n $admin ]] && return 0
+    [[ -n $with_ws ]] &&
+      ws_port=$(sed -n 's/.*started listen="127.0.0.1:\([0-9]*\)".*module=ws.server.*/\1/p' "$log" | head -1)
+    [[ -n $port && -n $admin && ( -z $with_ws || -n $ws_port ) ]] && return 0
     sleep 0.1
   done
   cat "$log" >&2
@@ -86,30 +93,47 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$server_pid/stat"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }'; }
 
-if want a; then
 # ---- (a) idle sessions ----------------------------------------------------------------------
-echo "== (a) 10,000 idle authorized sessions" >&2
-start_server a -interval 30s
-sleep 0.5
-rss0=$(rss_kib)
-# -rate 0: the sessions authorize, take their job and then only receive jobs.
-"$client" -addr "127.0.0.1:$port" -n 10000 -rate 0 -duration 60s -connect_rate 5000 \
-  -src 127.0.0.2-127.0.0.3 -json >"$work/a.json" 2>"$work/a.client.log" &
-client_pid=$!
-for _ in $(seq 300); do
-  [[ "$(metric kupool_sessions)" -ge 10000 ]] && break
-  sleep 0.1
-done
-sessions_a=$(metric kupool_sessions)
-sleep 2 # let the last writes drain
-rss1=$(rss_kib)
-kill -INT "$client_pid" 2>/dev/null || true
-wait "$client_pid" 2>/dev/null || true
-client_pid=
-stop_server
-per_session_a=$(awk -v a="$rss0" -v b="$rss1" -v n="$sessions_a" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
-echo "sessions=$sessions_a rss_before=${rss0}KiB rss_after=${rss1}KiB per_session=${per_session_a}B" >&2
-
+# bench_a TAG TRANSPORT (tcp or ws): 10,000 sessions authorize, take their job and then only
+# receive jobs (-rate 0), against $srv_bin on a server of its own; "sessions rss_before_KiB
+# rss_after_KiB bytes_per_session" into $work/a.TRANSPORT.TAG.
+bench_a() {
+  local tag=$1 tr=$2 target sessions rss0 rss1 per
+  echo "== (a) [$tag] 10,000 idle authorized sessions over $tr" >&2
+  if [[ $tr == ws ]]; then
+    start_server "a-$tr-$tag" -interval 30s -ws_addr 127.0.0.1:0
+    target=ws://127.0.0.1:$ws_port/
+  else
+    start_server "a-$tr-$tag" -interval 30s
+    target=127.0.0.1:$port
+  fi
+  sleep 0.5
+  rss0=$(rss_kib)
+  "$client" -addr "$target" -n 10000 -rate 0 -duration 60s -connect_rate 5000 \
+    -src 127.0.0.2-127.0.0.3 -json >"$work/a.$tr.$tag.json" 2>"$work/a.$tr.$tag.client.log" &
+  client_pid=$!
+  for _ in $(seq 300); do
+    [[ "$(metric kupool_sessions)" -ge 10000 ]] && break
+    sleep 0.1
+  done
+  sessions=$(metric kupool_sessions)
+  sleep 2 # let the last writes drain
+  rss1=$(rss_kib)
+  kill -INT "$client_pid" 2>/dev/null || true
+  wait "$client_pid" 2>/dev/null || true
+  client_pid=
+  stop_server
+  per=$(awk -v a="$rss0" -v b="$rss1" -v n="$sessions" 'BEGIN { printf "%.0f", (n > 0 ? (b - a) * 1024 / n : 0) }')
+  echo "$sessions $rss0 $rss1 $per" >"$work/a.$tr.$tag"
+  echo "sessions=$sessions rss_before=${rss0}KiB rss_after=${rss1}KiB per_session=${per}B" >&2
+}
+if want a; then
+  for tr in tcp ws; do
+    srv_bin=$server bench_a new "$tr"
+    [[ -n $baseline ]] && srv_bin=$baseline bench_a baseline "$tr"
+  done
+  read -r tcp_sessions tcp_rss0 tcp_rss1 tcp_per_session <"$work/a.tcp.new"
+  read -r ws_sessions ws_rss0 ws_rss1 ws_per_session <"$work/a.ws.new"
 fi
 
 # ---- (b) 19k sessions at 0.95 submit/s --------------------------------------------------------
@@ -220,6 +244,13 @@ if [[ -n $baseline ]]; then
   {
     echo "| scenario | measure | new | baseline | new/baseline |"
     echo "|---|---|---:|---:|---:|"
+    if want a; then
+      for tr in tcp ws; do
+        read -r ns _ _ n <"$work/a.$tr.new"
+        read -r os _ _ o <"$work/a.$tr.baseline"
+        echo "| (a) | $tr bytes per idle session ($ns / $os held) | $n | $o | $(ratio "$n" "$o") |"
+      done
+    fi
     if want b; then
       for m in .latency_us.p50 .latency_us.p99 .jobs.spread_max_ms .accepted; do
         n=$(j b.new.json "$m"); o=$(j b.baseline.json "$m")
@@ -245,8 +276,9 @@ if [[ -n $baseline ]]; then
       echo "| (d) | flood accepted/s | $n | $o | $(ratio "$n" "$o") |"
     fi
   } | tee "$work/compare.md"
-elif want d; then
-  echo "(d) probe p50=$(jq .latency_us.p50 "$work/d.new.probe.json")us p99=$(jq .latency_us.p99 "$work/d.new.probe.json")us"
+else
+  want a && echo "(a) bytes per idle session: tcp=${tcp_per_session}B ws=${ws_per_session}B"
+  want d && echo "(d) probe p50=$(jq .latency_us.p50 "$work/d.new.probe.json")us p99=$(jq .latency_us.p99 "$work/d.new.probe.json")us"
 fi
 
 # The docs section needs (a), (b) and (c).
@@ -262,11 +294,11 @@ kupool-client on the same machine (it shares the two cores with the server).
 
 ### (a) 10,000 idle authorized sessions
 
-| | value | target |
-|---|---:|---:|
-| sessions held | $sessions_a | 10,000 |
-| server RSS before / after | ${rss0} KiB / ${rss1} KiB | |
-| **server memory per idle session** | **${per_session_a} bytes** | ≤ 1024 bytes |
+| | TCP | WebSocket | target |
+|---|---:|---:|---:|
+| sessions held | $tcp_sessions | $ws_sessions | 10,000 |
+| server RSS before / after | ${tcp_rss0} KiB / ${tcp_rss1} KiB | ${ws_rss0} KiB / ${ws_rss1} KiB | |
+| **server memory per idle session** | **${tcp_per_session} bytes** | **${ws_per_session} bytes** | ≤ 1024 bytes |
 
 ### (b) 19,000 sessions × 0.95 submit/s, a job every 2 s, ${seconds} s
 
