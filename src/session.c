@@ -172,7 +172,7 @@ void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
     sess->last_job_id = job_id;
     if (sess->draining)
         return;
-    if (sess->ws) /* a text frame without the line's "\n"; wslay frames (and copies) it */
+    if (sess->ws) /* a text frame without the line's "\n"; ws.c frames (and copies) it */
         kp_ws_send_text(sess->ws, line->data, line->len - 1);
     else
         write_bytes(sess, line->data, line->len, line);
@@ -354,9 +354,9 @@ static int ws_send(void *user, const char *data, size_t len)
 static void ws_on_text(void *user, const char *msg, size_t len)
 {
     kp_session *sess = user;
-    if (stopped(sess)) /* wslay goes on parsing the rest of the read: ignore it */
+    if (stopped(sess)) /* ws.c goes on parsing the rest of the slice: ignore it */
         return;
-    /* ws.c already closed (1009) any message over -max_msg: wslay's receive limit. */
+    /* ws.c already closed (1009) any message over -max_msg, at its header. */
     if (len)
         handle_message(sess, msg, len);
 }
@@ -403,7 +403,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* 16 KiB: about 100 submits, a few hundred microseconds of work, and more than a
  * non-pipelining client ever sends in one round. */
 #define READ_BUDGET (16u * 1024u)
-/* A WebSocket read is fed to wslay in slices, so a session that closed mid-read stops being
+/* A WebSocket read is fed to ws.c in slices, so a session that closed mid-read stops being
  * parsed within a slice. */
 #define WS_FEED_SLICE 4096u
 
