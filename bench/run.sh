@@ -327,8 +327,18 @@ Top of the server's profile during (c) (\`perf record -e cpu-clock -g\`, self ti
 \`\`\`
 $profile
 \`\`\`
-<!-- core:end -->
 EOF
+if [[ -s $work/compare.md ]]; then
+  {
+    echo
+    echo "### Against a baseline in the same run (BASELINE_SERVER=$baseline)"
+    echo
+    echo "Each scenario ran against both binaries, one after the other, with the same client and load."
+    echo
+    cat "$work/compare.md"
+  } >>"$work/section.md"
+fi
+echo "<!-- core:end -->" >>"$work/section.md"
 
 bench/doc_section.sh core "$work/section.md"
 cat "$work/section.md"
