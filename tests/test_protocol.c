@@ -1,19 +1,53 @@
 /* Every SPEC §2 error string and the check order, through kp_protocol_handle() with a job book
- * driven by a fake clock. Accepted submits land in a real pipeline whose stats we read. */
+ * driven by a fake clock. No loop and no libuv: accepted submits land in a counting event sink
+ * (this test links only the protocol layer and the core). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "kupool/error.h"
 #include "protocol.h"
-#include "testsupport.h"
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+/* hex(sha256(a || b)) into out[65], computed here rather than by the code under test. */
+static void kp_test_result(const char *a, const char *b, char out[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_non_null(ctx);
+    assert_int_equal(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+    EVP_DigestUpdate(ctx, a, strlen(a));
+    EVP_DigestUpdate(ctx, b, strlen(b));
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The event sink: counts what the protocol accepted. */
+typedef struct counting_sink {
+    uint64_t accepted;
+    kp_event last;
+} counting_sink;
+
+static int count_event(void *ctx, const kp_event *ev)
+{
+    counting_sink *c = ctx;
+    c->accepted++;
+    c->last = *ev;
+    return 0;
+}
 
 typedef struct fixture {
-    uv_loop_t loop;
-    kp_mq mq;
-    kp_pipeline *pl;
+    counting_sink sink;
     kp_job_book jobs;
     kp_protocol proto;
     kp_peer peer;
@@ -21,19 +55,13 @@ typedef struct fixture {
     kp_reply reply;
 } fixture;
 
-static int null_publish(kp_mq *mq, const kp_event *events, size_t n) { return 0; }
-static void null_free(kp_mq *mq) {}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    uv_loop_init(&f->loop);
-    f->mq = (kp_mq){.version = KP_MQ_VERSION, .name = "null", .publish = null_publish,
-                    .free = null_free};
-    assert_int_equal(kp_pipeline_open(&f->loop, &f->mq, NULL, &f->pl), 0);
     /* interval 1000 ms, expire 2000 ms, rate limit 1000 ms, 3 errors close */
     assert_int_equal(kp_job_book_init(&f->jobs, 1000, 2000, NULL), 0);
-    assert_int_equal(kp_protocol_init(&f->proto, &f->jobs, f->pl, 1000, 3), 0);
+    kp_event_sink sink = {.push = count_event, .ctx = &f->sink};
+    assert_int_equal(kp_protocol_init(&f->proto, &f->jobs, sink, 1000, 3), 0);
     f->now = 100000;
     const kp_job *job;
     assert_int_equal(kp_job_book_rotate(&f->jobs, f->now, 0, &job), 0);
@@ -47,9 +75,6 @@ static int teardown(void **state)
     kp_peer_free(&f->peer);
     kp_protocol_free(&f->proto);
     kp_job_book_free(&f->jobs);
-    kp_pipeline_close(f->pl);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
     return 0;
 }
@@ -163,7 +188,7 @@ static void test_check_order_and_accept(void **state)
     assert_string_equal(submit(f, 12, 1, "aa", "00"), "{\"id\":12,\"result\":false,\"error\":\"Invalid result\"}");
     /* a wrong result did not start the rate limit */
     assert_string_equal(submit(f, 13, 1, "aa", NULL), "{\"id\":13,\"result\":true}");
-    assert_int_equal(kp_pipeline_get_stats(f->pl).accepted, 1);
+    assert_int_equal(f->sink.accepted, 1);
     /* rate comes before duplicate and result */
     f->now += 999;
     assert_string_equal(submit(f, 14, 1, "aa", "00"), "{\"id\":14,\"result\":false,\"error\":\"Submission too frequent\"}");
@@ -207,9 +232,10 @@ static void test_event_carries_the_submit(void **state)
     assert_string_equal(submit(f, 30, 1, "abcdef", NULL), "{\"id\":30,\"result\":true}");
     f->now += 1000;
     assert_string_equal(submit(f, 31, 1, "abcdef01", NULL), "{\"id\":31,\"result\":true}");
-    kp_pipeline_stats ps = kp_pipeline_get_stats(f->pl);
-    assert_int_equal(ps.accepted, 2);
-    assert_int_equal(ps.waiting, 2);
+    assert_int_equal(f->sink.accepted, 2);
+    assert_string_equal(f->sink.last.username, "alice");
+    assert_string_equal(f->sink.last.client_nonce, "abcdef01");
+    assert_int_equal(f->sink.last.job_id, 1);
     assert_int_equal(strlen(f->proto.node_id), 16);
     assert_int_equal(f->proto.next_seq, 3);
 }
@@ -267,7 +293,7 @@ static void test_escaped_nul_fails_its_check(void **state)
     strcat(result, "\\u0000junk");
     assert_string_equal(submit(f, 3, 1, "a3", result),
                         "{\"id\":3,\"result\":false,\"error\":\"Invalid result\"}");
-    assert_int_equal(kp_pipeline_get_stats(f->pl).accepted, 0);
+    assert_int_equal(f->sink.accepted, 0);
     /* and the plain "a3" is still a fresh nonce */
     kp_test_result(job->server_nonce, "a3", result);
     assert_string_equal(submit(f, 4, 1, "a3", result), "{\"id\":4,\"result\":true}");

@@ -1,10 +1,10 @@
 #include "net_addr.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <uv.h>
 
 #include "kupool/error.h"
 
@@ -34,12 +34,12 @@ int kp_format_sockaddr(const struct sockaddr *sa, char *buf, size_t cap)
     int port;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a, host, sizeof(host));
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         port = ntohs(a->sin6_port);
         snprintf(buf, cap, "[%s]:%d", host, port);
     } else {
         const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a, host, sizeof(host));
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
         port = ntohs(a->sin_port);
         snprintf(buf, cap, "%s:%d", host, port);
     }

@@ -2,7 +2,8 @@
  *
  * A transport frames bytes into messages and calls kp_protocol_handle(); it gets back the
  * response line and what to do next (send the current job, close). Accepted submits become
- * events pushed into the pipeline here, so TCP and WebSocket share one code path. Loop thread
+ * events handed to an event sink (the server's pipeline; a counting fake in tests), so TCP and
+ * WebSocket share one code path. No I/O, no libuv: time comes in as arguments. Loop thread
  * only. */
 #ifndef KP_PROTOCOL_H
 #define KP_PROTOCOL_H
@@ -15,12 +16,20 @@
 #include "hasher.h"
 #include "job_book.h"
 #include "outcome.h"
-#include "pipeline.h"
+#include "kupool/event.h"
 #include "submit.h"
+
+/* Where accepted submits go. `push` copies the event (it is borrowed for the call) and returns
+ * 0, or a negative KP_E* when it cannot take it (the submit is then answered as a server error
+ * and the session closed). */
+typedef struct kp_event_sink {
+    int (*push)(void *ctx, const kp_event *ev);
+    void *ctx;
+} kp_event_sink;
 
 typedef struct kp_protocol {
     kp_job_book *jobs;         /* borrowed */
-    kp_pipeline *pipeline;     /* borrowed; accepted events go here */
+    kp_event_sink sink;        /* accepted events go here */
     kp_hasher hasher;          /* owned */
     uint64_t min_interval_ms;  /* -min_submit_interval */
     uint32_t max_errors;       /* -max_errors */
@@ -48,7 +57,7 @@ typedef struct kp_reply {
 } kp_reply;
 
 /* Returns 0, KP_EIO (CSPRNG) or KP_ENOMEM. */
-int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_pipeline *pipeline,
+int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_event_sink sink,
                      uint64_t min_interval_ms, uint32_t max_errors);
 void kp_protocol_free(kp_protocol *p);
 

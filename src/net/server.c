@@ -326,6 +326,12 @@ void kp_server_shutdown(kp_server *s)
 
 /* ---- lifecycle ---- */
 
+/* The protocol's event sink: accepted submits go into the pipeline. */
+static int push_event(void *pipeline, const kp_event *ev)
+{
+    return kp_pipeline_push(pipeline, ev);
+}
+
 static int open_parts(kp_server *s)
 {
     const kp_config *cfg = s->cfg;
@@ -348,7 +354,8 @@ static int open_parts(kp_server *s)
         return rc;
     if ((rc = kp_job_book_init(&s->jobs, cfg->interval_ms, cfg->expire_ms, cfg->job_secret)) != 0)
         return rc;
-    if ((rc = kp_protocol_init(&s->protocol, &s->jobs, s->pipeline, cfg->min_submit_interval_ms,
+    kp_event_sink sink = {.push = push_event, .ctx = s->pipeline};
+    if ((rc = kp_protocol_init(&s->protocol, &s->jobs, sink, cfg->min_submit_interval_ms,
                                cfg->max_errors)) != 0)
         return rc;
     if (cfg->consume && (rc = kp_consumer_start(s->mq, s->stats, &s->consumer)) != 0)

@@ -10,12 +10,12 @@
 #include "kupool/error.h"
 #include "log.h"
 
-int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_pipeline *pipeline,
+int kp_protocol_init(kp_protocol *p, kp_job_book *jobs, kp_event_sink sink,
                      uint64_t min_interval_ms, uint32_t max_errors)
 {
     memset(p, 0, sizeof(*p));
     p->jobs = jobs;
-    p->pipeline = pipeline;
+    p->sink = sink;
     p->min_interval_ms = min_interval_ms;
     p->max_errors = max_errors;
     p->next_seq = 1;
@@ -105,7 +105,7 @@ static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_param
     ev.client_nonce[sp->client_nonce_len] = '\0';
     ev.job_id = sp->job_id;
     ev.ts_ms = wall_clock_ms();
-    return kp_pipeline_push(p->pipeline, &ev);
+    return p->sink.push(p->sink.ctx, &ev);
 }
 
 static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, uint64_t mono_ms,
