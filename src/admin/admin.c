@@ -1,13 +1,9 @@
 /* The admin HTTP endpoint (SPEC §5): GET /metrics, GET /healthz, GET /stats?username=U. This file
- * is the listener, the connections and their slots and deadlines, and the routing; what is
- * answered comes from the other files of src/admin/:
- *  - request parsing (http-parser, routing, query decoding): admin_http.c;
- *  - /metrics: metrics.c renders a snapshot (admin_snapshot.h) that the source fills on the loop
- *    thread, with the endpoint's own counts and the process gauges (process_stats.c);
- *  - /healthz: health.c, the one health rule, also behind /metrics' kupool_backend_up;
- *  - /stats: queries run on the dedicated worker of admin_query.c, answers built by stats_json.c.
- * It runs on the server's loop, beside the miners' listener, and knows nothing of the server: the
- * source is the only way in.
+ * is the listener, the connections with their slots and deadlines, and the routing. The answers
+ * come from the rest of src/admin/: admin_http.c parses requests; metrics.c and health.c render a
+ * snapshot (admin_snapshot.h) that the source fills on demand; /stats queries run on the worker of
+ * admin_query.c and stats_json.c writes their answers. It runs on the server's loop and knows
+ * nothing of the server: the source is the only way in.
  *
  * One request per connection: every response carries `Connection: close`. Scrapers and health
  * checkers open a connection per request anyway, and without keep-alive there is no request
