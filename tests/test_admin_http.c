@@ -1,11 +1,15 @@
-/* The admin endpoint's request parsing (src/admin_http.c), without sockets: verdicts for good
- * and bad heads, the /stats username rule (issue 9: %ff%fe used to be served), and the same
- * verdict wherever the bytes are split. */
+/* The admin endpoint's request parsing (src/admin/admin_http.c), without sockets: verdicts for
+ * good and bad heads, the /stats username rule (issue 9: %ff%fe used to be served), and the same
+ * verdict wherever the bytes are split; and the /stats answer's body (stats_json.c). Links only
+ * kp_admin. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "admin_http.h"
+#include "stats_json.h"
 #include "utf8.h"
 #include "testsupport.h"
 
@@ -112,12 +116,34 @@ static void test_text_rule(void **state)
             fail_msg("case %zu", i);
 }
 
+static void test_stats_body(void **state)
+{
+    kp_minute_count counts[] = {
+        {.minute = 1795552260, .count = 3},          /* 2026-11-24T20:31:00Z */
+        {.minute = 253402300800 + 60, .count = 1},   /* year 10000: Unix seconds instead */
+    };
+    kp_query_result res = {.rc = 0, .counts = counts, .n = 2};
+    char *text = kp_admin_stats_json("j\xc3\xbcrgen \"x\"", &res);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"username\":\"j\xc3\xbcrgen \\\"x\\\"\",\"minutes\":["
+                              "{\"minute\":\"2026-11-24T20:31:00Z\",\"count\":3},"
+                              "{\"minute\":\"253402300860\",\"count\":1}]}");
+    cJSON_free(text);
+
+    kp_query_result none = {0};
+    text = kp_admin_stats_json("a", &none);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"username\":\"a\",\"minutes\":[]}");
+    cJSON_free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_incomplete_and_oversized),
         cmocka_unit_test(test_text_rule),
+        cmocka_unit_test(test_stats_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,10 @@
 #ifndef KP_ADMIN_H
 #define KP_ADMIN_H
 
+#include <uv.h>
+
 #include "admin_http.h"
-#include "server.h"
+#include "admin_snapshot.h"
 
 typedef struct kp_admin kp_admin;
 
@@ -18,9 +20,11 @@ typedef struct kp_admin kp_admin;
 #define KP_ADMIN_REQUEST_TIMEOUT_MS 10000u
 /* KP_ADMIN_MAX_HEAD (request line + headers) is in admin_http.h. */
 
-/* Binds `addr` ("host:port") on the server's loop and starts serving. Returns 0, KP_EINVAL (bad
- * address) or KP_EIO (cannot listen); one log line says why. */
-int kp_admin_open(kp_server *s, const char *addr, kp_admin **out);
+/* Binds `addr` ("host:port") on `loop` and starts serving what `source` reports (copied; what it
+ * points to is borrowed and must outlive the endpoint). Returns 0, KP_EINVAL (bad address),
+ * KP_ENOMEM or KP_EIO (cannot listen); one log line says why. */
+int kp_admin_open(uv_loop_t *loop, const char *addr, const kp_admin_source *source,
+                  kp_admin **out);
 
 /* Stops listening and closes every admin connection; memory is released in close callbacks
  * (and after any /stats query still running on a worker), so the loop must run afterwards. */

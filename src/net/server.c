@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "admin.h"
+#include "admin_source.h"
 #include "backends.h"
 #include "codec.h"
 #include "kupool/error.h"
@@ -421,8 +422,10 @@ int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
     }
     if (rc == 0 && cfg->ws_addr[0])
         rc = start_listener(s, &s->ws_listener, "-ws_addr", cfg->ws_addr, "ws.server", &s->ws_port);
-    if (rc == 0 && cfg->http_addr[0])
-        rc = kp_admin_open(s, cfg->http_addr, &s->admin);
+    if (rc == 0 && cfg->http_addr[0]) {
+        kp_admin_source source = kp_server_admin_source(s);
+        rc = kp_admin_open(loop, cfg->http_addr, &source, &s->admin);
+    }
     if (rc != 0) {
         if (s->listener.loop)
             uv_close((uv_handle_t *)&s->listener, NULL);

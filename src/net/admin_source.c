@@ -1,0 +1,70 @@
+/* See admin_source.h. Runs on the loop thread, per /metrics or /healthz request: every read here
+ * is a loop-thread field or a thread-safe getter of the pipeline, the consumer or the store. */
+#include "admin_source.h"
+
+#include "outcome.h"
+
+_Static_assert(KP_OUTCOME_COUNT <= KP_ADMIN_MAX_OUTCOMES,
+               "every protocol outcome must fit in an admin snapshot");
+
+static void fill_pipeline(const kp_pipeline *pl, kp_admin_pipeline_counts *out)
+{
+    kp_pipeline_stats ps = kp_pipeline_get_stats(pl);
+    *out = (kp_admin_pipeline_counts){
+        .accepted = ps.accepted,
+        .published = ps.published,
+        .publish_errors = ps.publish_errors,
+        .spool_errors = ps.spool_errors,
+        .waiting = ps.waiting,
+        .spooled = ps.spooled,
+        .failing = ps.failing,
+    };
+}
+
+static void fill_consumer(const kp_consumer *c, kp_admin_consumer_counts *out)
+{
+    *out = (kp_admin_consumer_counts){0};
+    if (!c)
+        return; /* -consume=false */
+    out->counted = kp_consumer_counted(c);
+    out->errors = kp_consumer_errors(c);
+    out->failing = kp_consumer_failing(c, &out->stats_side);
+}
+
+static void server_snapshot(void *ctx, kp_admin_snapshot *out)
+{
+    const kp_server *s = ctx;
+    const kp_server_counters *k = &s->counters;
+    out->shutting_down = s->shutting_down;
+    out->sessions = s->authorized.count;
+    out->connections = s->connections;
+    out->connections_accepted = k->connections_accepted;
+    out->connections_rejected = k->connections_rejected;
+    out->closed = (kp_admin_closed_counts){
+        .auth_timeout = k->closed_auth_timeout,
+        .too_long = k->closed_too_long,
+        .slow = k->closed_slow,
+        .max_errors = k->closed_max_errors,
+        .drain_timeout = k->closed_drain_timeout,
+    };
+    out->jobs_issued = k->jobs_issued;
+    out->job_id = s->job_line_id > 0 ? (uint64_t)s->job_line_id : 0;
+    out->last_broadcast_us = k->last_broadcast_us;
+    for (int oc = 0; oc < KP_OUTCOME_COUNT; oc++)
+        out->outcomes[oc] = (kp_admin_outcome_count){
+            .label = kp_outcome_label((kp_outcome)oc),
+            .submits = s->protocol.submits[oc],
+            .messages = s->protocol.outcomes[oc],
+        };
+    out->noutcomes = KP_OUTCOME_COUNT;
+    fill_pipeline(s->pipeline, &out->pipeline);
+    fill_consumer(s->consumer, &out->consumer);
+    out->mq_name = s->mq->name;
+    out->stats_name = s->stats->name;
+    out->store_evicts = kp_stats_get_evictions(s->stats, &out->evictions) == 0;
+}
+
+kp_admin_source kp_server_admin_source(kp_server *s)
+{
+    return (kp_admin_source){.snapshot = server_snapshot, .ctx = s, .stats = s->stats};
+}
