@@ -81,7 +81,7 @@ typedef struct admin_conn {
 } admin_conn;
 
 struct kp_admin {
-    kp_server *server;
+    kp_app *app; /* read field by field until the admin endpoint takes a snapshot */
     uv_tcp_t listener;
     uv_timer_t sweep;
     kp_query_worker *queries; /* NULL when it could not start: /stats answers 503 */
@@ -335,7 +335,7 @@ static int64_t process_open_fds(const kp_admin *a)
 {
     if (a->base_fds < 0)
         return -1;
-    return a->base_fds + (int64_t)a->server->connections + (int64_t)a->nopen;
+    return a->base_fds + (int64_t)a->app->server->connections + (int64_t)a->nopen;
 }
 
 static void family(textbuf *tb, const char *name, const char *type, const char *help)
@@ -377,7 +377,7 @@ static void build_admin_metrics(const kp_admin *a, textbuf *tb)
                "/stats queries dropped before they ran: the client went away or timed out.",
                a->queries ? kp_query_worker_dropped(a->queries) : 0);
     kp_stats_evictions ev;
-    if (kp_stats_get_evictions(a->server->stats, &ev) == 0) {
+    if (kp_stats_get_evictions(a->app->stats, &ev) == 0) {
         family(tb, "kupool_stats_memory_evictions_total", "counter",
                "(username, minute) entries the memory stats store dropped: older than its "
                "retention (expired) or oldest beyond its caps (capped).");
@@ -390,13 +390,15 @@ static void build_admin_metrics(const kp_admin *a, textbuf *tb)
 
 static void build_metrics(const kp_admin *a, textbuf *tb)
 {
-    const kp_server *s = a->server;
-    const kp_server_counters *k = &s->counters;
+    const kp_app *s = a->app;
+    const kp_server *net = s->server;
+    const kp_server_counters *k = &net->counters;
+    const kp_session_counters *sk = &net->env.counters;
     kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
 
-    metric_u64(tb, "kupool_sessions", "gauge", "Authorized sessions.", s->authorized.count);
+    metric_u64(tb, "kupool_sessions", "gauge", "Authorized sessions.", net->authorized.count);
     metric_u64(tb, "kupool_connections", "gauge", "Open miner connections (authorized or not).",
-               s->connections);
+               net->connections);
     metric_u64(tb, "kupool_connections_accepted_total", "counter",
                "Miner connections accepted.", k->connections_accepted);
     metric_u64(tb, "kupool_connections_rejected_total", "counter",
@@ -410,9 +412,9 @@ static void build_metrics(const kp_admin *a, textbuf *tb)
         uint64_t value;
     } closed[] = {
         {"auth_timeout", k->closed_auth_timeout},
-        {"too_long", k->closed_too_long},
-        {"slow", k->closed_slow},
-        {"max_errors", k->closed_max_errors},
+        {"too_long", sk->closed_too_long},
+        {"slow", sk->closed_slow},
+        {"max_errors", sk->closed_max_errors},
         {"drain_timeout", k->closed_drain_timeout},
     };
     for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++)
@@ -421,10 +423,10 @@ static void build_metrics(const kp_admin *a, textbuf *tb)
 
     metric_u64(tb, "kupool_jobs_issued_total", "counter", "Jobs issued.", k->jobs_issued);
     metric_u64(tb, "kupool_job_id", "gauge", "Id of the current job.",
-               s->job_line_id > 0 ? (uint64_t)s->job_line_id : 0);
+               net->broadcast.line_id > 0 ? (uint64_t)net->broadcast.line_id : 0);
     family(tb, "kupool_broadcast_duration_seconds", "gauge",
            "Duration of the last completed job broadcast to every session.");
-    tb_printf(tb, "kupool_broadcast_duration_seconds %.6f\n", (double)k->last_broadcast_us / 1e6);
+    tb_printf(tb, "kupool_broadcast_duration_seconds %.6f\n", (double)net->broadcast.last_us / 1e6);
 
     family(tb, "kupool_submits_total", "counter", "Responses to submit requests, by outcome.");
     for (int oc = 0; oc < KP_OUTCOME_COUNT; oc++)
@@ -497,7 +499,7 @@ static void serve_metrics(admin_conn *c)
 
 static void serve_healthz(admin_conn *c)
 {
-    const kp_server *s = c->admin->server;
+    const kp_app *s = c->admin->app;
     if (s->shutting_down) {
         respond_text(c, 503, "shutting down\n");
         return;
@@ -555,7 +557,7 @@ static void stats_done(kp_query_result *res, void *arg)
     admin_conn *c = arg;
     c->query = NULL;
     if (res->rc != 0) {
-        KP_WARN(MODULE, "stats query failed", KP_STR("store", c->admin->server->stats->name),
+        KP_WARN(MODULE, "stats query failed", KP_STR("store", c->admin->app->stats->name),
                 KP_QSTR("error", kp_strerror(res->rc)));
         respond_json_error(c, 503, "stats store unavailable", NULL);
         return;
@@ -712,7 +714,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->admin = a;
     kp_admin_request_init(&c->req);
     a->nalive++;
-    uv_tcp_init(a->server->loop, &c->tcp);
+    uv_tcp_init(a->app->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c, "accept failed");
         return;
@@ -730,7 +732,7 @@ static void on_connection(uv_stream_t *listener, int status)
         a->conns->prev = c;
     a->conns = c;
     a->nopen++;
-    c->accepted_ms = uv_now(a->server->loop);
+    c->accepted_ms = uv_now(a->app->loop);
     c->deadline_ms = c->accepted_ms + KP_ADMIN_REQUEST_TIMEOUT_MS;
     c->state = CONN_READING;
     uv_tcp_nodelay(&c->tcp, 1);
@@ -756,7 +758,7 @@ static void conn_expire(admin_conn *c, uint64_t now)
 static void on_sweep(uv_timer_t *t)
 {
     kp_admin *a = t->data;
-    uint64_t now = uv_now(a->server->loop);
+    uint64_t now = uv_now(a->app->loop);
     for (admin_conn *c = a->conns, *next; c; c = next) {
         next = c->next;
         if (now >= c->deadline_ms)
@@ -780,7 +782,7 @@ static void on_queries_closed(void *arg)
     on_admin_part_closed(arg);
 }
 
-int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
+int kp_admin_open(kp_app *s, const char *addr, kp_admin **out)
 {
     *out = NULL;
     char host[256];
@@ -793,7 +795,7 @@ int kp_admin_open(kp_server *s, const char *addr, kp_admin **out)
     kp_admin *a = calloc(1, sizeof(*a));
     if (!a)
         return KP_ENOMEM;
-    a->server = s;
+    a->app = s;
 
     uv_tcp_init(s->loop, &a->listener);
     a->listener.data = a;

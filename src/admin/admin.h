@@ -5,7 +5,7 @@
 #define KP_ADMIN_H
 
 #include "admin_http.h"
-#include "server.h"
+#include "app.h"
 
 typedef struct kp_admin kp_admin;
 
@@ -18,9 +18,9 @@ typedef struct kp_admin kp_admin;
 #define KP_ADMIN_REQUEST_TIMEOUT_MS 10000u
 /* KP_ADMIN_MAX_HEAD (request line + headers) is in admin_http.h. */
 
-/* Binds `addr` ("host:port") on the server's loop and starts serving. Returns 0, KP_EINVAL (bad
+/* Binds `addr` ("host:port") on the app's loop and starts serving. Returns 0, KP_EINVAL (bad
  * address) or KP_EIO (cannot listen); one log line says why. */
-int kp_admin_open(kp_server *s, const char *addr, kp_admin **out);
+int kp_admin_open(kp_app *app, const char *addr, kp_admin **out);
 
 /* Stops listening and closes every admin connection; memory is released in close callbacks
  * (and after any /stats query still running on a worker), so the loop must run afterwards. */
