@@ -6,7 +6,7 @@
 #include "kupool/config.h"
 #include "kupool/error.h"
 #include "log.h"
-#include "server.h"
+#include "app.h"
 
 int main(int argc, char **argv)
 {
@@ -32,14 +32,14 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    kp_server *server = NULL;
-    rc = kp_server_open(&loop, &cfg, &server);
+    kp_app *app = NULL;
+    rc = kp_app_open(&loop, &cfg, &app);
     int status;
     if (rc != 0) {
         status = rc == KP_EINVAL ? 2 : 1;
     } else {
         uv_run(&loop, UV_RUN_DEFAULT);
-        status = kp_server_free(server);
+        status = kp_app_free(app);
     }
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)

@@ -4,7 +4,7 @@
  * code never sees a server, a session, a pipeline or a backend registry, only a snapshot filled
  * on demand by a source (kp_admin_source). So /metrics and /healthz can be rendered, and tested,
  * from a hand-made snapshot, and a new thing to report is one field here, one line in the
- * provider (src/net/admin_source.c) and one in metrics.c.
+ * provider (src/app/admin_source.c) and one in metrics.c.
  *
  * Strings in a snapshot are borrowed from the provider and valid only until the callback that
  * asked for the snapshot returns: the endpoint renders its answer before it yields the loop. */

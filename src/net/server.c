@@ -1,42 +1,33 @@
 #include "server.h"
 
 #include <assert.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 
-#include "admin.h"
-#include "admin_source.h"
-#include "backends.h"
-#include "codec.h"
 #include "kupool/error.h"
 #include "log.h"
 #include "net_addr.h"
-#include "session.h"
 
 #define MODULE_TCP "tcp.server"
 #define MODULE_JOBS "app.coordinator"
-#define MODULE_APP "app.server"
 
 #define IO_BUF_SIZE (64u * 1024u)
-/* Sessions sent the job per loop iteration: ~256 writes of 7-9 us keep each slice near 2 ms,
- * so submits that arrive during a broadcast of 19k sessions wait milliseconds, not 190 ms. */
-#define BROADCAST_CHUNK 256
 /* File descriptors kept back from -max_conns for logs, backends and the admin endpoint. */
 #define FD_RESERVE 64
 #define LISTEN_BACKLOG 4096
-
-void kp_shared_line_release(kp_shared_line *line)
-{
-    if (line && --line->refs == 0)
-        free(line);
-}
+/* A peer that lets this much output pile up unread is too slow to follow the broadcast; it is
+ * dropped rather than allowed to grow the server's memory. */
+#define MAX_QUEUED_BYTES (256u * 1024u)
+/* The kernel's share of the same output: SO_SNDBUF is capped at accept (Linux doubles the value
+ * for its bookkeeping, so the kernel holds at most 256 KiB per socket, payload and overhead).
+ * Left to autotuning it grows to tcp_wmem's maximum, about 3-4 MB per socket on loopback,
+ * which MAX_QUEUED_BYTES never sees. 256 KiB is still far more than a line protocol keeps in
+ * flight: a job line is ~100 bytes and a response ~50. */
+#define KERNEL_SNDBUF_BYTES (128 * 1024)
 
 /* ---- session lists ---- */
 
-void kp_session_list_append(kp_session_list *list, kp_session *sess)
+static void list_append(kp_session_list *list, kp_session *sess)
 {
     /* A closing session is freed by its close callback: in a list it would dangle. */
     assert(!sess->closing);
@@ -51,13 +42,13 @@ void kp_session_list_append(kp_session_list *list, kp_session *sess)
     list->count++;
 }
 
-void kp_session_list_remove(kp_server *s, kp_session *sess)
+static void list_remove(kp_server *s, kp_session *sess)
 {
     kp_session_list *list = sess->list;
     if (!list)
         return;
-    if (s->broadcast_next == sess) /* the broadcast resumes at the one after it */
-        s->broadcast_next = sess->next;
+    if (list == &s->authorized)
+        kp_broadcast_leaving(&s->broadcast, sess);
     if (sess->prev)
         sess->prev->next = sess->next;
     else
@@ -71,26 +62,13 @@ void kp_session_list_remove(kp_server *s, kp_session *sess)
     sess->list = NULL;
 }
 
-/* ---- jobs and broadcast ---- */
-
-static void broadcast_step(uv_idle_t *idle)
+static void list_move(kp_server *s, kp_session *sess, kp_session_list *to)
 {
-    kp_server *s = idle->data;
-    int64_t oldest = kp_job_book_oldest_id(&s->jobs);
-    for (int i = 0; i < BROADCAST_CHUNK && s->broadcast_next; i++) {
-        kp_session *sess = s->broadcast_next;
-        s->broadcast_next = sess->next;
-        /* Nonce sets of expired jobs die here, so no extra pass over sessions is needed. */
-        kp_nonce_sets_prune(&sess->peer.nonces, oldest);
-        kp_session_send_job(sess, s->job_line, s->job_line_id);
-    }
-    if (!s->broadcast_next) {
-        uv_idle_stop(&s->broadcast_idle);
-        s->counters.last_broadcast_us = (uv_hrtime() - s->broadcast_start_ns) / 1000u;
-        KP_DEBUG(MODULE_JOBS, "broadcast done", KP_INT("job_id", s->job_line_id),
-                 KP_UINT("duration_us", s->counters.last_broadcast_us));
-    }
+    list_remove(s, sess);
+    list_append(to, sess);
 }
+
+/* ---- jobs ---- */
 
 static int issue_job(kp_server *s)
 {
@@ -99,31 +77,18 @@ static int issue_job(kp_server *s)
     uv_timeval64_t tv;
     if (uv_gettimeofday(&tv) == 0)
         unix_ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-    int rc = kp_job_book_rotate(&s->jobs, uv_now(s->loop), unix_ms, &job);
+    int rc = kp_job_book_rotate(s->jobs, uv_now(s->loop), unix_ms, &job);
     if (rc != 0) {
         KP_ERROR(MODULE_JOBS, "cannot issue a job", KP_QSTR("error", kp_strerror(rc)));
         return rc;
     }
-    if (job->id == s->job_line_id)
+    if (job->id == s->broadcast.line_id)
         return 0;
-    kp_shared_line *line = malloc(sizeof(*line) + 160);
-    if (!line)
-        return KP_ENOMEM;
-    line->refs = 1;
-    line->len = (uint32_t)kp_format_job(line->data, 160, job->id, job->server_nonce);
-    kp_shared_line_release(s->job_line);
-    s->job_line = line;
-    s->job_line_id = job->id;
+    if ((rc = kp_broadcast_job(&s->broadcast, job)) != 0)
+        return rc;
     s->counters.jobs_issued++;
     KP_INFO(MODULE_JOBS, "broadcast job", KP_INT("job_id", job->id),
             KP_STR("nonce", job->server_nonce), KP_UINT("sessions", s->authorized.count));
-
-    /* A broadcast still running when the next job comes simply continues with the new line:
-     * every session it has not reached yet gets the newest job. */
-    s->broadcast_next = s->authorized.head;
-    s->broadcast_start_ns = uv_hrtime();
-    if (s->broadcast_next)
-        uv_idle_start(&s->broadcast_idle, broadcast_step);
     return 0;
 }
 
@@ -136,7 +101,7 @@ static void on_job_timer(uv_timer_t *t)
         uv_timeval64_t tv;
         uv_gettimeofday(&tv);
         uint64_t unix_ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-        uv_timer_start(&s->job_timer, on_job_timer, kp_job_book_ms_to_boundary(&s->jobs, unix_ms) + 1,
+        uv_timer_start(&s->job_timer, on_job_timer, kp_job_book_ms_to_boundary(s->jobs, unix_ms) + 1,
                        0);
     }
 }
@@ -165,17 +130,11 @@ static void on_resume_idle(uv_idle_t *idle)
 static void on_round(uv_prepare_t *tick)
 {
     kp_server *s = tick->data;
-    s->round++;
-    if (s->resume_head)
-        kp_session_resume_step(s);
-    if (!s->resume_head && uv_is_active((uv_handle_t *)&s->resume_idle))
+    s->env.round++;
+    if (s->env.resume_head)
+        kp_session_resume_step(&s->env);
+    if (!s->env.resume_head && uv_is_active((uv_handle_t *)&s->resume_idle))
         uv_idle_stop(&s->resume_idle);
-}
-
-void kp_server_resume_pending(kp_server *s)
-{
-    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->resume_idle))
-        uv_idle_start(&s->resume_idle, on_resume_idle);
 }
 
 /* ---- drain deadline ---- */
@@ -195,17 +154,93 @@ static void on_drain_timer(uv_timer_t *t)
         uv_timer_start(t, on_drain_timer, KP_DRAIN_TIMEOUT_MS - (now - head->drain_start_ms), 0);
 }
 
-void kp_server_watch_drain(kp_server *s, kp_session *sess)
+/* ---- what sessions tell the server (kp_session_hooks) ---- */
+
+static uint64_t hook_now_ms(void *ctx)
 {
-    kp_session_list_remove(s, sess);
-    kp_session_list_append(&s->draining, sess);
+    return uv_now(((kp_server *)ctx)->loop);
+}
+
+static const kp_shared_line *hook_authorized(void *ctx, kp_session *sess, int64_t *job_id)
+{
+    kp_server *s = ctx;
+    list_move(s, sess, &s->authorized);
+    KP_DEBUG("app.acceptor", "authorized", KP_QSTR("username", sess->peer.username),
+             KP_UINT("sessions", s->authorized.count));
+    *job_id = s->broadcast.line_id;
+    return s->broadcast.line;
+}
+
+static void hook_draining(void *ctx, kp_session *sess)
+{
+    kp_server *s = ctx;
+    sess->drain_start_ms = uv_now(s->loop);
+    list_move(s, sess, &s->draining);
     /* A session that drains in time leaves the list early; the timer then finds a later head
      * and waits again for what is left of its deadline. */
     if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->drain_timer))
         uv_timer_start(&s->drain_timer, on_drain_timer, KP_DRAIN_TIMEOUT_MS, 0);
 }
 
-/* ---- listener ---- */
+static void hook_deferred(void *ctx)
+{
+    kp_server *s = ctx;
+    if (!s->shutting_down && !uv_is_active((uv_handle_t *)&s->resume_idle))
+        uv_idle_start(&s->resume_idle, on_resume_idle);
+}
+
+static void hook_closing(void *ctx, kp_session *sess)
+{
+    list_remove(ctx, sess);
+}
+
+static void hook_closed(void *ctx)
+{
+    ((kp_server *)ctx)->connections--;
+}
+
+static const kp_session_hooks session_hooks = {
+    .now_ms = hook_now_ms,
+    .authorized = hook_authorized,
+    .draining = hook_draining,
+    .deferred = hook_deferred,
+    .closing = hook_closing,
+    .closed = hook_closed,
+};
+
+/* ---- accept ---- */
+
+/* The plain TCP transport: the session's connection lives in the session's own allocation.
+ * A transport stacked on it (TLS, a PROXY header) would be built here, over `tcp`, and
+ * attached instead (docs/architecture.md, "Transports"). */
+static void accept_session(kp_server *s, uv_stream_t *listener, bool websocket)
+{
+    void *room;
+    kp_session *sess = kp_session_new(&s->env, sizeof(kp_conn_tcp), &room);
+    if (!sess) {
+        KP_ERROR(MODULE_TCP, "out of memory accepting a connection");
+        return;
+    }
+    kp_conn_tcp *tcp = room;
+    kp_session_attach(sess, &tcp->base);
+    s->connections++;
+    if (kp_conn_tcp_accept(tcp, listener, &s->read_buf, MAX_QUEUED_BYTES) != 0)
+        return; /* closing: on_closed frees the session */
+    if (s->connections > s->max_connections || s->shutting_down) {
+        s->counters.connections_rejected++;
+        if (s->counters.connections_rejected == 1 || s->counters.connections_rejected % 1000 == 0)
+            KP_WARN(MODULE_TCP, "connection refused: -max_conns reached",
+                    KP_UINT("max_conns", s->max_connections),
+                    KP_UINT("rejected", s->counters.connections_rejected));
+        kp_session_discard(sess);
+        return;
+    }
+    s->counters.connections_accepted++;
+    kp_conn_tcp_tune(tcp, KERNEL_SNDBUF_BYTES);
+    sess->accepted_ms = uv_now(s->loop);
+    list_append(&s->unauthorized, sess);
+    kp_session_start(sess, websocket); /* on failure the session is closing */
+}
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -214,7 +249,7 @@ static void on_connection(uv_stream_t *listener, int status)
         KP_WARN(MODULE_TCP, "accept failed", KP_QSTR("error", uv_strerror(status)));
         return;
     }
-    kp_session_accept(s, listener, listener == (uv_stream_t *)&s->ws_listener);
+    accept_session(s, listener, listener == (uv_stream_t *)&s->ws_listener);
 }
 
 /* Binds and listens on `addr`; logs "started listen=..." under `module` and returns the port. */
@@ -246,6 +281,15 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     return 0;
 }
 
+int kp_server_listen(kp_server *s)
+{
+    int rc = start_listener(s, &s->listener, "-addr", s->cfg->addr, MODULE_TCP, &s->port);
+    if (rc == 0 && s->cfg->ws_addr[0])
+        rc = start_listener(s, &s->ws_listener, "-ws_addr", s->cfg->ws_addr, "ws.server",
+                            &s->ws_port);
+    return rc;
+}
+
 /* Raises the fd limit to its hard maximum and derives the connection bound from it. */
 static size_t connection_bound(const kp_config *cfg)
 {
@@ -264,122 +308,36 @@ static size_t connection_bound(const kp_config *cfg)
     return bound;
 }
 
-/* ---- signals and shutdown ---- */
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    kp_server *s = h->data;
-    if (s->shutting_down) {
-        KP_WARN(MODULE_APP, "signal during shutdown; still flushing", KP_INT("signal", signum));
-        return;
-    }
-    KP_INFO(MODULE_APP, "signal received", KP_INT("signal", signum));
-    kp_server_shutdown(s);
-}
-
-static void close_list(kp_session_list *list)
-{
-    while (list->head)
-        kp_session_close(list->head, "server shutting down");
-}
-
-static void on_drained(int status, void *arg)
-{
-    kp_server *s = arg;
-    kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
-    if (status == 0)
-        KP_INFO(MODULE_APP, "events flushed", KP_UINT("published", ps.published),
-                KP_UINT("spooled", ps.spooled));
-    else
-        KP_ERROR(MODULE_APP, "shutdown: events neither published nor spooled",
-                 KP_UINT("lost", (uint64_t)ps.waiting - ps.spooled), KP_STR("mq", s->mq->name));
-    uv_close((uv_handle_t *)&s->sigint, NULL);
-    uv_close((uv_handle_t *)&s->sigterm, NULL);
-}
-
-void kp_server_shutdown(kp_server *s)
-{
-    if (s->shutting_down)
-        return;
-    s->shutting_down = true;
-    s->shutdown_start_ns = uv_hrtime();
-    KP_INFO(MODULE_APP, "shutting down", KP_UINT("sessions", s->authorized.count),
-            KP_UINT("connections", s->connections),
-            KP_UINT("waiting", kp_pipeline_get_stats(s->pipeline).waiting));
-    uv_close((uv_handle_t *)&s->listener, NULL);
-    if (s->ws_listener.loop)
-        uv_close((uv_handle_t *)&s->ws_listener, NULL);
-    if (s->admin) {
-        kp_admin_close(s->admin);
-        s->admin = NULL;
-    }
-    uv_close((uv_handle_t *)&s->job_timer, NULL);
-    uv_close((uv_handle_t *)&s->auth_timer, NULL);
-    uv_close((uv_handle_t *)&s->drain_timer, NULL);
-    uv_close((uv_handle_t *)&s->broadcast_idle, NULL);
-    uv_close((uv_handle_t *)&s->round_tick, NULL);
-    uv_close((uv_handle_t *)&s->resume_idle, NULL);
-    close_list(&s->unauthorized);
-    close_list(&s->authorized);
-    close_list(&s->draining);
-    kp_pipeline_drain(s->pipeline, s->cfg->shutdown_timeout_ms, on_drained, s);
-}
-
 /* ---- lifecycle ---- */
 
-/* The protocol's event sink: accepted submits go into the pipeline. */
-static int push_event(void *pipeline, const kp_event *ev)
+int kp_server_new(uv_loop_t *loop, const kp_config *cfg, kp_job_book *jobs,
+                  kp_protocol *protocol, kp_server **out)
 {
-    return kp_pipeline_push(pipeline, ev);
-}
-
-static int open_parts(kp_server *s)
-{
-    const kp_config *cfg = s->cfg;
-    int rc = kp_mq_open(cfg, &s->mq);
-    if (rc != 0) {
-        KP_ERROR(MODULE_APP, "cannot open mq backend", KP_STR("mq", cfg->mq),
-                 KP_QSTR("error", rc == KP_EINVAL ? "invalid configuration (the line above says why)"
-                                                  : kp_strerror(rc)));
-        return rc;
+    kp_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return KP_ENOMEM;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->jobs = jobs;
+    s->max_connections = connection_bound(cfg);
+    s->read_buf = (kp_read_buf){.data = malloc(IO_BUF_SIZE), .size = IO_BUF_SIZE};
+    s->batch = (kp_out_batch){.buf = malloc(IO_BUF_SIZE), .cap = IO_BUF_SIZE};
+    s->env = (kp_session_env){
+        .protocol = protocol,
+        .max_msg = cfg->max_msg,
+        .hooks = &session_hooks,
+        .ctx = s,
+        .batch = &s->batch,
+    };
+    if (!s->read_buf.data || !s->batch.buf) {
+        kp_server_free(s);
+        return KP_ENOMEM;
     }
-    rc = kp_stats_open(cfg, &s->stats);
-    if (rc != 0) {
-        KP_ERROR(MODULE_APP, "cannot open stats backend", KP_STR("store", cfg->store),
-                 KP_QSTR("error", rc == KP_EINVAL ? "invalid configuration (the line above says why)"
-                                                  : kp_strerror(rc)));
-        return rc;
-    }
-    kp_pipeline_options po = {.spool_dir = cfg->data_dir};
-    if ((rc = kp_pipeline_open(s->loop, s->mq, &po, &s->pipeline)) != 0)
-        return rc;
-    if ((rc = kp_job_book_init(&s->jobs, cfg->interval_ms, cfg->expire_ms, cfg->job_secret)) != 0)
-        return rc;
-    kp_event_sink sink = {.push = push_event, .ctx = s->pipeline};
-    if ((rc = kp_protocol_init(&s->protocol, &s->jobs, sink, cfg->min_submit_interval_ms,
-                               cfg->max_errors)) != 0)
-        return rc;
-    if (cfg->consume && (rc = kp_consumer_start(s->mq, s->stats, &s->consumer)) != 0)
-        return rc;
-    s->read_buf_size = IO_BUF_SIZE;
-    s->read_buf = malloc(IO_BUF_SIZE);
-    s->out_buf = malloc(IO_BUF_SIZE);
-    return s->read_buf && s->out_buf ? 0 : KP_ENOMEM;
+    *out = s;
+    return 0;
 }
 
-/* Before any "started" line: a supervisor (or a test) that sends SIGTERM as soon as it reads
- * one must get the graceful shutdown, not the default action. */
-static void watch_signals(kp_server *s)
-{
-    uv_signal_init(s->loop, &s->sigint);
-    s->sigint.data = s;
-    uv_signal_init(s->loop, &s->sigterm);
-    s->sigterm.data = s;
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-}
-
-static void start_timers(kp_server *s)
+void kp_server_start(kp_server *s)
 {
     uv_timer_init(s->loop, &s->job_timer);
     s->job_timer.data = s;
@@ -387,14 +345,14 @@ static void start_timers(kp_server *s)
     s->auth_timer.data = s;
     uv_timer_init(s->loop, &s->drain_timer);
     s->drain_timer.data = s;
-    uv_idle_init(s->loop, &s->broadcast_idle);
-    s->broadcast_idle.data = s;
+    kp_broadcast_init(&s->broadcast, s->loop, &s->authorized, s->jobs);
     uv_idle_init(s->loop, &s->resume_idle);
     s->resume_idle.data = s;
     uv_prepare_init(s->loop, &s->round_tick);
     s->round_tick.data = s;
     uv_prepare_start(&s->round_tick, on_round);
     uv_unref((uv_handle_t *)&s->round_tick); /* it never keeps the loop alive by itself */
+    s->started = true;
 
     issue_job(s);
     if (s->cfg->job_secret[0]) {
@@ -407,82 +365,40 @@ static void start_timers(kp_server *s)
     uv_timer_start(&s->auth_timer, on_auth_timer, tick, tick);
 }
 
-int kp_server_open(uv_loop_t *loop, const kp_config *cfg, kp_server **out)
+static void close_list(kp_session_list *list)
 {
-    kp_server *s = calloc(1, sizeof(*s));
-    if (!s)
-        return KP_ENOMEM;
-    s->loop = loop;
-    s->cfg = cfg;
-    s->max_connections = connection_bound(cfg);
-    int rc = open_parts(s);
-    if (rc == 0) {
-        watch_signals(s);
-        rc = start_listener(s, &s->listener, "-addr", cfg->addr, MODULE_TCP, &s->port);
-    }
-    if (rc == 0 && cfg->ws_addr[0])
-        rc = start_listener(s, &s->ws_listener, "-ws_addr", cfg->ws_addr, "ws.server", &s->ws_port);
-    if (rc == 0 && cfg->http_addr[0]) {
-        kp_admin_source source = kp_server_admin_source(s);
-        rc = kp_admin_open(loop, cfg->http_addr, &source, &s->admin);
-    }
-    if (rc != 0) {
-        if (s->listener.loop)
-            uv_close((uv_handle_t *)&s->listener, NULL);
-        if (s->ws_listener.loop)
-            uv_close((uv_handle_t *)&s->ws_listener, NULL);
-        if (s->sigint.loop) {
-            uv_close((uv_handle_t *)&s->sigint, NULL);
-            uv_close((uv_handle_t *)&s->sigterm, NULL);
-        }
-        kp_admin_close(s->admin);
-        s->admin = NULL;
-        kp_pipeline_close(s->pipeline);
-        s->pipeline = NULL;
-        uv_run(loop, UV_RUN_DEFAULT); /* lets the closed handles finish */
-        kp_server_free(s);
-        return rc;
-    }
-    start_timers(s);
-    *out = s;
-    return 0;
+    while (list->head)
+        kp_session_close(list->head, "server shutting down");
 }
 
-int kp_server_free(kp_server *s)
+void kp_server_close(kp_server *s)
+{
+    if (s->shutting_down)
+        return;
+    s->shutting_down = true;
+    if (s->listener.loop)
+        uv_close((uv_handle_t *)&s->listener, NULL);
+    if (s->ws_listener.loop)
+        uv_close((uv_handle_t *)&s->ws_listener, NULL);
+    if (s->started) {
+        uv_close((uv_handle_t *)&s->job_timer, NULL);
+        uv_close((uv_handle_t *)&s->auth_timer, NULL);
+        uv_close((uv_handle_t *)&s->drain_timer, NULL);
+        kp_broadcast_close(&s->broadcast);
+        uv_close((uv_handle_t *)&s->round_tick, NULL);
+        uv_close((uv_handle_t *)&s->resume_idle, NULL);
+    }
+    close_list(&s->unauthorized);
+    close_list(&s->authorized);
+    close_list(&s->draining);
+}
+
+void kp_server_free(kp_server *s)
 {
     if (!s)
-        return 0;
-    uint64_t counted = 0;
-    if (s->consumer) {
-        /* The drain and the consumer share one -shutdown_timeout (SPEC §6). What is still
-         * queued then waits in the broker for the next consumer (-mq rabbit); an in-process
-         * queue (-mq memory) loses it, as it would after any full timeout. */
-        uint64_t left_ms = s->cfg->shutdown_timeout_ms;
-        if (s->shutting_down) {
-            uint64_t spent_ms = (uv_hrtime() - s->shutdown_start_ns) / 1000000u;
-            left_ms = spent_ms < left_ms ? left_ms - spent_ms : 0;
-        }
-        counted = kp_consumer_stop(s->consumer, left_ms);
-        s->consumer = NULL;
-    }
-    if (s->pipeline) {
-        kp_pipeline_stats ps = kp_pipeline_get_stats(s->pipeline);
-        int64_t left = kp_mq_pending(s->mq);
-        KP_INFO(MODULE_APP, "stopped", KP_UINT("accepted", ps.accepted),
-                KP_UINT("published", ps.published), KP_UINT("counted", counted),
-                KP_UINT("unpublished", ps.waiting), KP_UINT("spooled", ps.spooled),
-                KP_INT("queued", left));
-        kp_pipeline_close(s->pipeline);
-        uv_run(s->loop, UV_RUN_DEFAULT);
-    }
-    kp_shared_line_release(s->job_line);
-    kp_protocol_free(&s->protocol);
-    kp_job_book_free(&s->jobs);
-    kp_stats_free(s->stats);
-    kp_mq_free(s->mq);
-    free(s->read_buf);
-    free(s->out_buf);
-    int status = s->exit_status;
+        return;
+    kp_broadcast_free(&s->broadcast);
+    free(s->read_buf.data);
+    free(s->batch.buf);
     free(s);
-    return status;
 }

@@ -1,70 +1,66 @@
 #include "session.h"
 
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "kupool/error.h"
 #include "log.h"
 
 #define MODULE "tcp.server"
 
-/* A peer that lets this much output pile up unread is too slow to follow the broadcast; it is
- * dropped rather than allowed to grow the server's memory. */
-#define MAX_QUEUED_BYTES (256u * 1024u)
-/* The kernel's share of the same output: SO_SNDBUF is capped at accept (Linux doubles the value
- * for its bookkeeping, so the kernel holds at most 256 KiB per socket, payload and overhead).
- * Left to autotuning it grows to tcp_wmem's maximum, about 3-4 MB per socket on loopback,
- * which MAX_QUEUED_BYTES never sees. 256 KiB is still far more than a line protocol keeps in
- * flight: a job line is ~100 bytes and a response ~50. */
-#define KERNEL_SNDBUF_BYTES (128 * 1024)
+/* 16 KiB: about 100 submits, a few hundred microseconds of work, and more than a
+ * non-pipelining client ever sends in one round (see "fairness" below). */
+#define READ_BUDGET (16u * 1024u)
+/* A WebSocket read is fed to ws.c in slices, so a session that closed mid-read stops being
+ * parsed within a slice. */
+#define WS_FEED_SLICE 4096u
 
-/* A queued write: owns a copy of its bytes, or a reference on a shared job line. */
-typedef struct write_req {
-    uv_write_t req;
-    kp_shared_line *line;
-    char bytes[];
-} write_req;
+static void resume_unlink(kp_session *sess);
 
-static void on_close(uv_handle_t *h)
+/* ---- life and death ---- */
+
+static void on_conn_closed(void *owner)
 {
-    kp_session *sess = (kp_session *)h;
-    kp_server *s = sess->server;
-    s->connections--;
+    kp_session *sess = owner;
+    sess->env->hooks->closed(sess->env->ctx);
     kp_ws_free(sess->ws);
     kp_peer_free(&sess->peer);
     free(sess->partial);
     free(sess->backlog);
-    free(sess);
+    free(sess); /* and the connection in its room */
 }
 
-static void resume_unlink(kp_session *sess);
-
-void kp_session_close(kp_session *sess, const char *why)
+static void close_conn(kp_session *sess, const char *why, bool reset)
 {
     if (sess->closing)
         return;
     sess->closing = true;
-    kp_server *s = sess->server;
-    if (sess->list)
-        kp_session_list_remove(s, sess);
+    sess->env->hooks->closing(sess->env->ctx, sess);
     resume_unlink(sess);
     KP_DEBUG(MODULE, "session closed", KP_QSTR("reason", why),
              KP_QSTR("username", sess->peer.username));
-    uv_close((uv_handle_t *)&sess->tcp, on_close);
+    kp_conn_close(sess->conn, reset);
+}
+
+void kp_session_close(kp_session *sess, const char *why)
+{
+    close_conn(sess, why, false);
 }
 
 void kp_session_abort(kp_session *sess, const char *why)
 {
-    uv_os_fd_t fd;
-    struct linger reset = {.l_onoff = 1, .l_linger = 0};
-    /* Not uv_tcp_close_reset: it refuses a stream with a uv_shutdown pending. */
-    if (!sess->closing && uv_fileno((uv_handle_t *)&sess->tcp, &fd) == 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    kp_session_close(sess, why);
+    close_conn(sess, why, true);
 }
 
-static void flush_out(kp_session *sess);
+void kp_session_discard(kp_session *sess)
+{
+    if (sess->closing)
+        return;
+    sess->closing = true;
+    sess->env->hooks->closing(sess->env->ctx, sess);
+    kp_conn_close(sess->conn, false);
+}
 
 /* A session that is closing, or draining after a closing error, handles no more input: whatever
  * closed it (a full output, a write error, an error reply), the rest of the read it was in is
@@ -74,95 +70,53 @@ static bool stopped(const kp_session *sess)
     return sess->closing || sess->draining;
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    kp_session *sess = req->data;
-    free(req);
-    kp_session_close(sess, "closed after response"); /* no-op when a close cancelled us */
-}
+/* ---- output: one path for every byte ---- */
 
-/* Closes once everything queued has been written, so the client reads the error first. Reads
- * stop; the session moves to the server's draining list, whose deadline resets a peer that does
- * not read its last bytes (uv_shutdown would wait for them forever), and where a server shutdown
- * still finds it. */
-static void close_after_writes(kp_session *sess)
+/* What a failed write means for the session. */
+static void write_failed(kp_session *sess, int rc)
 {
-    if (sess->closing || sess->draining)
-        return;
-    sess->draining = true;
-    sess->drain_start_ms = uv_now(sess->server->loop);
-    kp_server_watch_drain(sess->server, sess);
-    resume_unlink(sess); /* what it had not handled yet is dropped with it */
-    uv_read_stop((uv_stream_t *)&sess->tcp);
-    if (sess->ws && kp_ws_is_open(sess->ws)) {
-        kp_ws_close(sess->ws, 1000, "");
-        flush_out(sess);
-    }
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req) {
-        kp_session_close(sess, "closed after response");
-        return;
-    }
-    req->data = sess;
-    if (uv_shutdown(req, (uv_stream_t *)&sess->tcp, on_shutdown) != 0) {
-        free(req);
-        kp_session_close(sess, "closed after response");
+    if (rc == KP_EAGAIN) {
+        sess->env->counters.closed_slow++;
+        kp_session_abort(sess, "slow reader");
+    } else {
+        kp_session_close(sess, rc == KP_ENOMEM ? "out of memory" : "write failed");
     }
 }
 
-static void on_write(uv_write_t *req, int status)
-{
-    write_req *wr = (write_req *)req;
-    kp_session *sess = req->data;
-    if (wr->line)
-        kp_shared_line_release(wr->line);
-    free(wr);
-    if (status < 0 && status != UV_ECANCELED)
-        kp_session_close(sess, uv_strerror(status));
-}
-
-/* Writes now what the socket takes and queues the rest. `line` (optional) backs `data`. A
+/* Bytes out: into the batch while this session's read is being answered, else written now. A
  * draining session still writes: what it answered before closing must arrive. */
-static void write_bytes(kp_session *sess, const char *data, size_t len, kp_shared_line *line)
+static void put(kp_session *sess, const char *data, size_t len, kp_shared_line *line)
 {
     if (sess->closing || len == 0)
         return;
-    uv_stream_t *stream = (uv_stream_t *)&sess->tcp;
-    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write(stream, &buf, 1);
-    if (n == (int)len)
+    kp_out_batch *b = sess->env->batch;
+    int rc = b->owner == sess->conn ? kp_out_batch_append(b, data, len)
+                                    : kp_conn_write(sess->conn, data, len, line);
+    if (rc != 0)
+        write_failed(sess, rc);
+}
+
+/* The answers so far leave now (before a close, so they arrive first). */
+static void flush(kp_session *sess)
+{
+    kp_out_batch *b = sess->env->batch;
+    if (b->owner != sess->conn || sess->closing)
         return;
-    if (n < 0 && n != UV_EAGAIN) {
-        kp_session_close(sess, uv_strerror(n));
+    int rc = kp_out_batch_flush(b);
+    if (rc != 0)
+        write_failed(sess, rc);
+}
+
+/* One protocol message out (a "\n"-terminated line): the framing switch. A line as it is, or
+ * a text frame without its "\n" (ws.c frames it and hands the bytes to ws_send). */
+static void emit(kp_session *sess, const char *line, size_t len, kp_shared_line *shared)
+{
+    if (len == 0)
         return;
-    }
-    size_t off = n > 0 ? (size_t)n : 0;
-    size_t rest = len - off;
-    if (stream->write_queue_size + rest > MAX_QUEUED_BYTES) {
-        sess->server->counters.closed_slow++;
-        kp_session_abort(sess, "slow reader");
-        return;
-    }
-    write_req *wr = malloc(sizeof(*wr) + (line ? 0 : rest));
-    if (!wr) {
-        kp_session_close(sess, "out of memory");
-        return;
-    }
-    wr->req.data = sess;
-    wr->line = line;
-    if (line) {
-        line->refs++;
-        buf = uv_buf_init((char *)data + off, (unsigned)rest);
-    } else {
-        memcpy(wr->bytes, data + off, rest);
-        buf = uv_buf_init(wr->bytes, (unsigned)rest);
-    }
-    if (uv_write(&wr->req, stream, &buf, 1, on_write) != 0) {
-        if (line)
-            kp_shared_line_release(line);
-        free(wr);
-        kp_session_close(sess, "write failed");
-    }
+    if (sess->ws)
+        kp_ws_send_text(sess->ws, line, len - 1);
+    else
+        put(sess, line, len, shared);
 }
 
 void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
@@ -172,55 +126,38 @@ void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
     sess->last_job_id = job_id;
     if (sess->draining)
         return;
-    if (sess->ws) /* a text frame without the line's "\n"; ws.c frames (and copies) it */
-        kp_ws_send_text(sess->ws, line->data, line->len - 1);
-    else
-        write_bytes(sess, line->data, line->len, line);
+    emit(sess, line->data, line->len, line);
 }
 
-/* Responses to one read collect in the server's out_buf and leave in one write. */
-static void flush_out(kp_session *sess)
+/* Closes once everything queued has been written, so the client reads the error first. Reads
+ * stop; the server watches the drain deadline, which resets a peer that does not read its last
+ * bytes (a shutdown would wait for them forever). */
+static void close_after_writes(kp_session *sess)
 {
-    kp_server *s = sess->server;
-    if (s->out_len) {
-        size_t n = s->out_len;
-        s->out_len = 0;
-        write_bytes(sess, s->out_buf, n, NULL);
-    }
-}
-
-static void append_out(kp_session *sess, const char *data, size_t len)
-{
-    kp_server *s = sess->server;
-    if (s->out_len + len > s->read_buf_size)
-        flush_out(sess);
-    memcpy(s->out_buf + s->out_len, data, len);
-    s->out_len += len;
-}
-
-/* One protocol message out (a "\n"-terminated line): a line on TCP, a text frame on WebSocket.
- * Both end up in out_buf while a read is being answered. */
-static void emit(kp_session *sess, const char *line, size_t len)
-{
-    if (len == 0)
+    if (stopped(sess))
         return;
-    if (sess->ws)
-        kp_ws_send_text(sess->ws, line, len - 1);
-    else
-        append_out(sess, line, len);
+    sess->draining = true;
+    sess->env->hooks->draining(sess->env->ctx, sess);
+    resume_unlink(sess); /* what it had not handled yet is dropped with it */
+    kp_conn_read_stop(sess->conn);
+    if (sess->ws && kp_ws_is_open(sess->ws)) {
+        kp_ws_close(sess->ws, 1000, "");
+        flush(sess);
+    }
+    if (!sess->closing && kp_conn_shutdown(sess->conn) != 0)
+        kp_session_close(sess, "closed after response");
 }
+
+/* ---- messages ---- */
 
 static void on_authorized(kp_session *sess)
 {
-    kp_server *s = sess->server;
-    kp_session_list_remove(s, sess);
-    kp_session_list_append(&s->authorized, sess);
-    KP_DEBUG("app.acceptor", "authorized", KP_QSTR("username", sess->peer.username),
-             KP_UINT("sessions", s->authorized.count));
+    int64_t job_id = 0;
+    const kp_shared_line *job = sess->env->hooks->authorized(sess->env->ctx, sess, &job_id);
     /* The current job follows the response at once (SPEC §2 Sessions). */
-    if (s->job_line) {
-        sess->last_job_id = s->job_line_id;
-        emit(sess, s->job_line->data, s->job_line->len);
+    if (job) {
+        sess->last_job_id = job_id;
+        emit(sess, job->data, job->len, NULL);
     }
 }
 
@@ -228,20 +165,19 @@ static void on_authorized(kp_session *sess)
  * it in the same read still reaches the client. */
 static void close_too_long(kp_session *sess)
 {
-    sess->server->counters.closed_too_long++;
-    KP_DEBUG(MODULE, "message too long", KP_UINT("max_msg", sess->server->cfg->max_msg));
-    flush_out(sess);
+    sess->env->counters.closed_too_long++;
+    KP_DEBUG(MODULE, "message too long", KP_UINT("max_msg", sess->env->max_msg));
+    flush(sess);
     close_after_writes(sess);
 }
 
 /* Handles one message, whatever its framing. Returns false when the session must stop reading
- * (it is closing). */
-static bool handle_message(kp_session *sess, const char *msg, size_t len)
+ * (it is closing). `now_ms` is the loop time of the read. */
+static bool handle_message(kp_session *sess, const char *msg, size_t len, uint64_t now_ms)
 {
-    kp_server *s = sess->server;
     kp_reply reply;
-    kp_protocol_handle(&s->protocol, &sess->peer, msg, len, uv_now(s->loop), &reply);
-    emit(sess, reply.line, reply.len);
+    kp_protocol_handle(sess->env->protocol, &sess->peer, msg, len, now_ms, &reply);
+    emit(sess, reply.line, reply.len, NULL);
     /* The reply itself can close the session (it filled the output: a slow reader). */
     if (stopped(sess))
         return false;
@@ -249,32 +185,34 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len)
         on_authorized(sess);
     if (reply.actions & KP_REPLY_CLOSE) {
         if (kp_outcome_is_malformed(reply.outcome))
-            s->counters.closed_max_errors++;
-        flush_out(sess);
+            sess->env->counters.closed_max_errors++;
+        flush(sess);
         close_after_writes(sess);
         return false;
     }
     return !stopped(sess);
 }
 
-/* Handles one complete TCP line (terminator removed). */
-static bool handle_line(kp_session *sess, const char *line, size_t len)
+/* ---- line framing ---- */
+
+/* Handles one complete line (terminator removed). */
+static bool handle_line(kp_session *sess, const char *line, size_t len, uint64_t now_ms)
 {
     if (len && line[len - 1] == '\r')
         len--;
-    if (len > sess->server->cfg->max_msg) {
+    if (len > sess->env->max_msg) {
         close_too_long(sess);
         return false;
     }
     if (len == 0)
         return true; /* blank lines are keep-alive noise, not messages */
-    return handle_message(sess, line, len);
+    return handle_message(sess, line, len, now_ms);
 }
 
 static bool keep_partial(kp_session *sess, const char *data, size_t len)
 {
     size_t need = sess->partial_len + len;
-    size_t max = sess->server->cfg->max_msg;
+    size_t max = sess->env->max_msg;
     /* The limit is on the message; one byte more is allowed only if it is the '\r' of a CRLF
      * whose '\n' has not arrived yet. */
     char last = len ? data[len - 1] : sess->partial_len ? sess->partial[sess->partial_len - 1] : 0;
@@ -310,7 +248,8 @@ static void drop_partial(kp_session *sess)
 /* Frames and handles the lines in [start, end) until `budget` bytes are consumed (the last line
  * may cross it) or the session stops. Returns the bytes consumed; an unfinished line at the end
  * counts as consumed (it is kept in `partial`). */
-static size_t process(kp_session *sess, const char *start, const char *end, size_t budget)
+static size_t feed_lines(kp_session *sess, const char *start, const char *end, size_t budget,
+                         uint64_t now_ms)
 {
     const char *p = start;
     size_t all = (size_t)(end - start);
@@ -318,8 +257,8 @@ static size_t process(kp_session *sess, const char *start, const char *end, size
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!keep_partial(sess, p, nl ? (size_t)(nl - p) : (size_t)(end - p)) || !nl)
             return all;
-        bool go_on = handle_line(sess, sess->partial, sess->partial_len);
-        if (sess->partial) /* a closed session's buffer is freed by on_close */
+        bool go_on = handle_line(sess, sess->partial, sess->partial_len, now_ms);
+        if (sess->partial) /* a closed session's buffer is freed by on_conn_closed */
             drop_partial(sess);
         if (!go_on)
             return all;
@@ -331,23 +270,19 @@ static size_t process(kp_session *sess, const char *start, const char *end, size
             keep_partial(sess, p, (size_t)(end - p));
             return all;
         }
-        if (!handle_line(sess, p, (size_t)(nl - p)))
+        if (!handle_line(sess, p, (size_t)(nl - p), now_ms))
             return all;
         p = nl + 1;
     }
     return (size_t)(p - start);
 }
 
-/* ---- WebSocket: ws.c frames, these callbacks connect it to the session ---- */
+/* ---- WebSocket framing: ws.c frames, these callbacks connect it to the session ---- */
 
 static int ws_send(void *user, const char *data, size_t len)
 {
     kp_session *sess = user;
-    /* While this session's read is being answered, frames join the batched write. */
-    if (sess->server->out_owner == sess)
-        append_out(sess, data, len);
-    else
-        write_bytes(sess, data, len, NULL);
+    put(sess, data, len, NULL);
     return sess->closing ? -1 : 0;
 }
 
@@ -356,18 +291,19 @@ static void ws_on_text(void *user, const char *msg, size_t len)
     kp_session *sess = user;
     if (stopped(sess)) /* ws.c goes on parsing the rest of the slice: ignore it */
         return;
-    /* ws.c already closed (1009) any message over -max_msg, at its header. */
+    /* ws.c already closed (1009) any message over -max_msg, at its header. The messages of
+     * one read share its loop time, as the lines of a TCP read do. */
     if (len)
-        handle_message(sess, msg, len);
+        handle_message(sess, msg, len, sess->env->read_ms);
 }
 
 static void ws_on_close(void *user, uint16_t code, const char *why)
 {
     kp_session *sess = user;
     if (code == 1009)
-        sess->server->counters.closed_too_long++;
+        sess->env->counters.closed_too_long++;
     KP_DEBUG("ws.server", "websocket closed", KP_UINT("code", code), KP_QSTR("reason", why));
-    flush_out(sess);
+    flush(sess);
     close_after_writes(sess);
 }
 
@@ -376,46 +312,6 @@ static const kp_ws_callbacks ws_callbacks = {
     .on_text = ws_on_text,
     .on_close = ws_on_close,
 };
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    kp_server *s = ((kp_session *)h)->server;
-    /* One read at a time on the loop thread, so one buffer serves every session. */
-    if (s->read_buf_busy) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    s->read_buf_busy = true;
-    *buf = uv_buf_init(s->read_buf, (unsigned)s->read_buf_size);
-}
-
-/* ---- fairness: a read budget per session and loop iteration ----
- *
- * A pipelining client's reads are 64 KiB and libuv reads a stream up to 32 times per wakeup:
- * answered at once, one client holds the loop for milliseconds while everyone else waits. So
- * each session handles at most READ_BUDGET bytes per loop iteration ("round", counted by the
- * server's prepare handle). What a read brings beyond that is copied into the session's backlog
- * (at most one read buffer: reads stay stopped until it is handled, which also ends libuv's
- * 32-reads loop for that stream) and the session joins the resume list, which the server's
- * prepare handle works through once per round, each session again with one budget. Order is
- * kept: the backlog is handled before anything new is read. */
-
-/* 16 KiB: about 100 submits, a few hundred microseconds of work, and more than a
- * non-pipelining client ever sends in one round. */
-#define READ_BUDGET (16u * 1024u)
-/* A WebSocket read is fed to ws.c in slices, so a session that closed mid-read stops being
- * parsed within a slice. */
-#define WS_FEED_SLICE 4096u
-
-static size_t budget_left(kp_session *sess)
-{
-    kp_server *s = sess->server;
-    if (sess->budget_round != s->round) {
-        sess->budget_round = s->round;
-        sess->budget_used = 0;
-    }
-    return sess->budget_used < READ_BUDGET ? READ_BUDGET - sess->budget_used : 0;
-}
 
 static size_t feed_ws(kp_session *sess, const char *data, size_t len, size_t budget)
 {
@@ -428,35 +324,56 @@ static size_t feed_ws(kp_session *sess, const char *data, size_t len, size_t bud
     return stopped(sess) ? len : off;
 }
 
+/* ---- fairness: a read budget per session and loop iteration ----
+ *
+ * A pipelining client's reads are 64 KiB and libuv reads a stream up to 32 times per wakeup:
+ * answered at once, one client holds the loop for milliseconds while everyone else waits. So
+ * each session handles at most READ_BUDGET bytes per loop iteration ("round", counted by the
+ * server in env->round). What a read brings beyond that is copied into the session's backlog
+ * (at most one read buffer: reads stay stopped until it is handled, which also ends libuv's
+ * 32-reads loop for that stream) and the session joins env's resume list, which the server works
+ * through once per round, each session again with one budget. Order is kept: the backlog is
+ * handled before anything new is read. */
+
+static size_t budget_left(kp_session *sess)
+{
+    if (sess->budget_round != sess->env->round) {
+        sess->budget_round = sess->env->round;
+        sess->budget_used = 0;
+    }
+    return sess->budget_used < READ_BUDGET ? READ_BUDGET - sess->budget_used : 0;
+}
+
 /* Handles what the session's budget allows of [data, data + len), answers in one write, and
  * returns the bytes consumed. */
 static size_t handle_input(kp_session *sess, const char *data, size_t len)
 {
-    kp_server *s = sess->server;
     size_t budget = budget_left(sess);
-    s->out_len = 0;
-    s->out_owner = sess;
+    kp_out_batch *b = sess->env->batch;
+    kp_out_batch_lend(b, sess->conn);
+    uint64_t now_ms = sess->env->hooks->now_ms(sess->env->ctx);
+    sess->env->read_ms = now_ms;
     size_t used = sess->ws ? feed_ws(sess, data, len, budget)
-                           : process(sess, data, data + len, budget);
-    s->out_owner = NULL;
-    flush_out(sess);
+                           : feed_lines(sess, data, data + len, budget, now_ms);
+    flush(sess);
+    b->owner = NULL;
     sess->budget_used += used < budget ? (uint32_t)used : (uint32_t)budget;
     return used;
 }
 
 static void resume_unlink(kp_session *sess)
 {
-    kp_server *s = sess->server;
+    kp_session_env *env = sess->env;
     if (!sess->resuming)
         return;
     if (sess->resume_prev)
         sess->resume_prev->resume_next = sess->resume_next;
     else
-        s->resume_head = sess->resume_next;
+        env->resume_head = sess->resume_next;
     if (sess->resume_next)
         sess->resume_next->resume_prev = sess->resume_prev;
     else
-        s->resume_tail = sess->resume_prev;
+        env->resume_tail = sess->resume_prev;
     sess->resume_prev = sess->resume_next = NULL;
     sess->resuming = false;
 }
@@ -464,7 +381,7 @@ static void resume_unlink(kp_session *sess)
 /* Keeps the unhandled rest of a read and stops reading until it is handled. */
 static void defer_rest(kp_session *sess, const char *rest, size_t len)
 {
-    kp_server *s = sess->server;
+    kp_session_env *env = sess->env;
     sess->backlog = malloc(len);
     if (!sess->backlog) {
         kp_session_close(sess, "out of memory");
@@ -473,16 +390,16 @@ static void defer_rest(kp_session *sess, const char *rest, size_t len)
     memcpy(sess->backlog, rest, len);
     sess->backlog_off = 0;
     sess->backlog_len = (uint32_t)len;
-    uv_read_stop((uv_stream_t *)&sess->tcp);
+    kp_conn_read_stop(sess->conn);
     sess->resuming = true;
     sess->resume_next = NULL;
-    sess->resume_prev = s->resume_tail;
-    if (s->resume_tail)
-        s->resume_tail->resume_next = sess;
+    sess->resume_prev = env->resume_tail;
+    if (env->resume_tail)
+        env->resume_tail->resume_next = sess;
     else
-        s->resume_head = sess;
-    s->resume_tail = sess;
-    kp_server_resume_pending(s);
+        env->resume_head = sess;
+    env->resume_tail = sess;
+    env->hooks->deferred(env->ctx);
 }
 
 static void drop_backlog(kp_session *sess)
@@ -492,32 +409,28 @@ static void drop_backlog(kp_session *sess)
     sess->backlog_off = sess->backlog_len = 0;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-
 /* One more budget of a deferred session's backlog; reads start again once it is handled. */
 static void resume_one(kp_session *sess)
 {
     size_t len = sess->backlog_len - sess->backlog_off;
     size_t used = handle_input(sess, sess->backlog + sess->backlog_off, len);
-    if (stopped(sess)) /* unlinked; a closing session's backlog is freed by on_close */
+    if (stopped(sess)) /* unlinked; a closing session's backlog is freed by on_conn_closed */
         return;
     sess->backlog_off += (uint32_t)used;
     if (used < len)
         return;
     resume_unlink(sess);
     drop_backlog(sess);
-    int rc = uv_read_start((uv_stream_t *)&sess->tcp, on_alloc, on_read);
-    if (rc != 0)
-        kp_session_close(sess, uv_strerror(rc));
+    if (kp_conn_read_start(sess->conn) != 0)
+        kp_session_close(sess, "read failed");
 }
 
-void kp_session_resume_step(kp_server *s)
+void kp_session_resume_step(kp_session_env *env)
 {
     /* Each session on the list at the start gets one budget; handling one session never
      * closes another, so `next` stays valid. */
-    kp_session *last = s->resume_tail;
-    for (kp_session *sess = s->resume_head; sess;) {
+    kp_session *last = env->resume_tail;
+    for (kp_session *sess = env->resume_head; sess;) {
         kp_session *next = sess->resume_next;
         bool was_last = sess == last;
         resume_one(sess);
@@ -527,61 +440,62 @@ void kp_session_resume_step(kp_server *s)
     }
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* ---- the connection's events ---- */
+
+static void on_conn_read(void *owner, const char *data, size_t len)
 {
-    kp_session *sess = (kp_session *)stream;
-    kp_server *s = sess->server;
-    if (buf->base == s->read_buf)
-        s->read_buf_busy = false;
-    if (nread < 0) {
-        kp_session_close(sess, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+    kp_session *sess = owner;
+    if (stopped(sess))
         return;
-    }
-    if (nread == 0 || stopped(sess))
-        return;
-    size_t used = handle_input(sess, buf->base, (size_t)nread);
-    if (used < (size_t)nread && !stopped(sess))
-        defer_rest(sess, buf->base + used, (size_t)nread - used);
+    size_t used = handle_input(sess, data, len);
+    if (used < len && !stopped(sess))
+        defer_rest(sess, data + used, len - used);
 }
 
-void kp_session_accept(kp_server *s, uv_stream_t *listener, bool websocket)
+static void on_conn_end(void *owner, const char *why)
 {
-    kp_session *sess = calloc(1, sizeof(*sess));
-    if (!sess) {
-        KP_ERROR(MODULE, "out of memory accepting a connection");
-        return;
-    }
-    sess->server = s;
-    uv_tcp_init(s->loop, &sess->tcp);
-    s->connections++;
-    int rc = uv_accept(listener, (uv_stream_t *)&sess->tcp);
+    kp_session_close(owner, why);
+}
+
+static const kp_conn_events conn_events = {
+    .on_read = on_conn_read,
+    .on_end = on_conn_end,
+    .on_closed = on_conn_closed,
+};
+
+/* ---- creation ---- */
+
+/* The connection's room starts at this offset, aligned for any type. */
+#define CONN_OFFSET \
+    ((sizeof(kp_session) + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t))
+
+kp_session *kp_session_new(kp_session_env *env, size_t conn_room, void **conn_mem)
+{
+    kp_session *sess = calloc(1, CONN_OFFSET + conn_room);
+    if (!sess)
+        return NULL;
+    sess->env = env;
+    *conn_mem = (char *)sess + CONN_OFFSET;
+    return sess;
+}
+
+void kp_session_attach(kp_session *sess, kp_conn *conn)
+{
+    sess->conn = conn;
+    kp_conn_bind(conn, &conn_events, sess);
+}
+
+int kp_session_start(kp_session *sess, bool websocket)
+{
+    int rc = 0;
+    if (websocket)
+        rc = kp_ws_server_new(&ws_callbacks, sess, sess->env->max_msg, &sess->ws);
     if (rc != 0) {
-        sess->closing = true;
-        uv_close((uv_handle_t *)&sess->tcp, on_close);
-        return;
+        kp_session_discard(sess);
+        return rc;
     }
-    if (s->connections > s->max_connections || s->shutting_down) {
-        s->counters.connections_rejected++;
-        if (s->counters.connections_rejected == 1 || s->counters.connections_rejected % 1000 == 0)
-            KP_WARN(MODULE, "connection refused: -max_conns reached",
-                    KP_UINT("max_conns", s->max_connections),
-                    KP_UINT("rejected", s->counters.connections_rejected));
-        sess->closing = true;
-        uv_close((uv_handle_t *)&sess->tcp, on_close);
-        return;
-    }
-    s->counters.connections_accepted++;
-    uv_tcp_nodelay(&sess->tcp, 1);
-    int sndbuf = KERNEL_SNDBUF_BYTES;
-    uv_send_buffer_size((uv_handle_t *)&sess->tcp, &sndbuf);
-    if (websocket && kp_ws_server_new(&ws_callbacks, sess, s->cfg->max_msg, &sess->ws) != 0) {
-        sess->closing = true;
-        uv_close((uv_handle_t *)&sess->tcp, on_close);
-        return;
-    }
-    sess->accepted_ms = uv_now(s->loop);
-    kp_session_list_append(&s->unauthorized, sess);
-    rc = uv_read_start((uv_stream_t *)&sess->tcp, on_alloc, on_read);
+    rc = kp_conn_read_start(sess->conn);
     if (rc != 0)
-        kp_session_close(sess, uv_strerror(rc));
+        kp_session_close(sess, "read failed");
+    return rc;
 }

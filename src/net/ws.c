@@ -1,5 +1,5 @@
-/* WebSocket (RFC 6455) for one connection: the HTTP upgrade through http-parser, frames through
- * our own framer (ws_frame.c), the accept key through OpenSSL. No I/O here: bytes come in
+/* WebSocket (RFC 6455) for one connection: the HTTP upgrade (ws_handshake.c, http-parser), frames
+ * through our own framer (ws_frame.c). No I/O here: bytes come in
  * through kp_ws_feed and leave through cb->send, synchronously, before the call that produced
  * them returns.
  *
@@ -43,53 +43,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include <http_parser.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "kupool/error.h"
 #include "ws_frame.h"
+#include "ws_handshake.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_KEY_LEN 24    /* base64 of the 16-byte nonce */
-#define WS_ACCEPT_LEN 28 /* base64 of a 20-byte SHA-1 */
-#define WS_MIN_HEAD 8192
-#define WS_NAME_MAX 32    /* longer header names are none of ours */
-#define WS_VALUE_MAX 256  /* longer values of our headers are refused */
 #define WS_REASON_MAX 123 /* a close frame's reason: 125 bytes of payload less the code */
 #define WS_SEND_CHUNK 1024 /* frames leave in pieces of this size, built on the stack */
 #define WS_MSG_MIN_CAP 64 /* the reassembly buffer's first size; it doubles up to max_msg */
 
 enum ws_state { WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_CLOSED };
-
-enum ws_header { H_OTHER, H_UPGRADE, H_CONNECTION, H_VERSION, H_KEY, H_ACCEPT };
-
-/* Everything the handshake needs, freed as soon as it is over. */
-typedef struct ws_handshake {
-    http_parser parser;
-    size_t head_bytes; /* head bytes parsed so far */
-    size_t head_limit;
-    char name[WS_NAME_MAX + 1];
-    size_t name_len;
-    bool name_too_long;
-    bool in_value; /* between a header's value and the next name */
-    enum ws_header current;
-    char value[WS_VALUE_MAX + 1];
-    size_t value_len;
-    bool value_too_long;
-    bool done; /* the head is complete */
-    bool nomem;
-    /* what the headers said */
-    bool upgrade_ok;    /* Upgrade lists "websocket" */
-    bool connection_ok; /* Connection lists "upgrade" */
-    bool version_seen;
-    bool version_bad;
-    unsigned keys;
-    bool key_ok;
-    char key[WS_KEY_LEN + 1];   /* server: the client's key; client: the key we sent */
-    unsigned accepts;
-    char accept[WS_ACCEPT_LEN + 1]; /* client: the server's answer */
-} ws_handshake;
 
 struct kp_ws {
     kp_ws_callbacks cb;
@@ -113,76 +77,6 @@ struct kp_ws {
     uint16_t our_code; /* the code of our close frame */
     uint16_t lost_code; /* why the transport was lost outside kp_ws_feed (1006, 1011) */
 };
-
-/* ---- small helpers ---- */
-
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* The value without leading and trailing blanks (http-parser keeps trailing ones). */
-static void trim(const char **s, size_t *len)
-{
-    while (*len && is_space(**s)) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len && is_space((*s)[*len - 1]))
-        (*len)--;
-}
-
-/* True when the comma-separated `list` holds `token` (case-insensitive), as Connection and
- * Upgrade are. */
-static bool list_has_token(const char *list, size_t len, const char *token)
-{
-    size_t tlen = strlen(token);
-    size_t i = 0;
-    while (i <= len) {
-        size_t j = i;
-        while (j < len && list[j] != ',')
-            j++;
-        const char *item = list + i;
-        size_t ilen = j - i;
-        trim(&item, &ilen);
-        if (ilen == tlen && strncasecmp(item, token, tlen) == 0)
-            return true;
-        i = j + 1;
-    }
-    return false;
-}
-
-static bool is_base64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
-
-/* Sec-WebSocket-Key must be the base64 of 16 bytes: 22 characters and "==". */
-static bool key_is_valid(const char *key, size_t len)
-{
-    if (len != WS_KEY_LEN || key[22] != '=' || key[23] != '=')
-        return false;
-    for (size_t i = 0; i < 22; i++)
-        if (!is_base64_char(key[i]))
-            return false;
-    return true;
-}
-
-/* accept = base64(SHA-1(key + GUID)); out gets 28 characters and a NUL. */
-static bool compute_accept(const char *key, char out[WS_ACCEPT_LEN + 1])
-{
-    char joined[WS_KEY_LEN + sizeof(WS_GUID)];
-    memcpy(joined, key, WS_KEY_LEN);
-    memcpy(joined + WS_KEY_LEN, WS_GUID, sizeof(WS_GUID) - 1);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (EVP_Digest(joined, WS_KEY_LEN + sizeof(WS_GUID) - 1, digest, &dlen, EVP_sha1(), NULL) != 1 ||
-        dlen != 20)
-        return false;
-    EVP_EncodeBlock((unsigned char *)out, digest, 20);
-    return true;
-}
 
 static int send_bytes(kp_ws *ws, const char *data, size_t len)
 {
@@ -493,178 +387,33 @@ static int feed_frames(kp_ws *ws, const uint8_t *data, size_t len)
     return finish(ws, ws->lost_code, "transport failed", KP_EIO);
 }
 
-/* ---- handshake: http-parser callbacks ---- */
-
-static enum ws_header classify(const ws_handshake *hs, bool client)
-{
-    static const struct {
-        const char *name;
-        enum ws_header h;
-    } known[] = {
-        {"upgrade", H_UPGRADE},
-        {"connection", H_CONNECTION},
-        {"sec-websocket-version", H_VERSION},
-        {"sec-websocket-key", H_KEY},
-        {"sec-websocket-accept", H_ACCEPT},
-    };
-    if (hs->name_too_long)
-        return H_OTHER;
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strlen(known[i].name) == hs->name_len && strncasecmp(known[i].name, hs->name, hs->name_len) == 0)
-            return known[i].h == (client ? H_KEY : H_ACCEPT) ? H_OTHER : known[i].h;
-    return H_OTHER;
-}
-
-/* One header is complete: note what it says. */
-static void end_header(ws_handshake *hs)
-{
-    const char *v = hs->value;
-    size_t len = hs->value_len;
-    trim(&v, &len);
-    switch (hs->value_too_long ? H_OTHER : hs->current) {
-    case H_UPGRADE:
-        hs->upgrade_ok = hs->upgrade_ok || list_has_token(v, len, "websocket");
-        break;
-    case H_CONNECTION:
-        hs->connection_ok = hs->connection_ok || list_has_token(v, len, "upgrade");
-        break;
-    case H_VERSION:
-        hs->version_seen = true;
-        hs->version_bad = hs->version_bad || len != 2 || memcmp(v, "13", 2) != 0;
-        break;
-    case H_KEY:
-        hs->keys++;
-        hs->key_ok = key_is_valid(v, len);
-        if (hs->key_ok)
-            memcpy(hs->key, v, WS_KEY_LEN);
-        break;
-    case H_ACCEPT:
-        hs->accepts++;
-        if (len == WS_ACCEPT_LEN)
-            memcpy(hs->accept, v, WS_ACCEPT_LEN);
-        break;
-    case H_OTHER:
-        break;
-    }
-    /* A value too long for our buffer is only a refusal for the headers we read. */
-    if (hs->value_too_long && hs->current != H_OTHER) {
-        if (hs->current == H_KEY)
-            hs->keys++;
-        if (hs->current == H_VERSION)
-            hs->version_seen = hs->version_bad = true;
-    }
-    hs->name_len = 0;
-    hs->name_too_long = false;
-    hs->value_len = 0;
-    hs->value_too_long = false;
-    hs->in_value = false;
-}
-
-static int hp_header_field(http_parser *p, const char *at, size_t len)
-{
-    ws_handshake *hs = ((kp_ws *)p->data)->hs;
-    if (hs->in_value)
-        end_header(hs);
-    if (hs->name_len + len > WS_NAME_MAX) {
-        hs->name_too_long = true;
-    } else {
-        memcpy(hs->name + hs->name_len, at, len);
-        hs->name_len += len;
-    }
-    return 0;
-}
-
-static int hp_header_value(http_parser *p, const char *at, size_t len)
-{
-    kp_ws *ws = p->data;
-    ws_handshake *hs = ws->hs;
-    if (!hs->in_value) {
-        hs->in_value = true;
-        hs->current = classify(hs, ws->client);
-    }
-    if (hs->current == H_OTHER || hs->value_too_long)
-        return 0;
-    if (hs->value_len + len > WS_VALUE_MAX) {
-        hs->value_too_long = true;
-        return 0;
-    }
-    memcpy(hs->value + hs->value_len, at, len);
-    hs->value_len += len;
-    return 0;
-}
-
-static int hp_headers_complete(http_parser *p)
-{
-    ws_handshake *hs = ((kp_ws *)p->data)->hs;
-    if (hs->in_value)
-        end_header(hs);
-    return 1; /* no body: whatever follows the head is frames */
-}
-
-static int hp_message_complete(http_parser *p)
-{
-    ws_handshake *hs = ((kp_ws *)p->data)->hs;
-    hs->done = true;
-    http_parser_pause(p, 1); /* stop right after the head; execute returns its length */
-    return 0;
-}
-
-static const http_parser_settings hp_settings = {
-    .on_header_field = hp_header_field,
-    .on_header_value = hp_header_value,
-    .on_headers_complete = hp_headers_complete,
-    .on_message_complete = hp_message_complete,
-};
-
-static int handshake_new(kp_ws *ws, enum http_parser_type type)
-{
-    ws->hs = calloc(1, sizeof(*ws->hs));
-    if (!ws->hs)
-        return KP_ENOMEM;
-    http_parser_init(&ws->hs->parser, type);
-    ws->hs->parser.data = ws;
-    ws->hs->head_limit = ws->max_msg > WS_MIN_HEAD ? ws->max_msg : WS_MIN_HEAD;
-    return 0;
-}
+/* ---- handshake (ws_handshake.c parses and checks; here it is answered) ---- */
 
 static void handshake_free(kp_ws *ws)
 {
-    free(ws->hs);
+    ws_hs_free(ws->hs);
     ws->hs = NULL;
 }
 
-/* Server: refuses the request with `status` (a status line and the headers after it). */
-static int refuse(kp_ws *ws, const char *status, bool version_hint, uint16_t code, const char *why)
+/* Server: refuses the request (a status line and the headers after it). */
+static int refuse(kp_ws *ws, const ws_hs_refusal *r)
 {
     handshake_free(ws);
-    send_str(ws, status);
+    send_str(ws, r->status);
     send_str(ws, "Connection: close\r\nContent-Length: 0\r\n");
-    if (version_hint)
+    if (r->version_hint)
         send_str(ws, "Sec-WebSocket-Version: 13\r\n");
     send_str(ws, "\r\n");
-    return finish(ws, code, why, KP_ECLOSED);
+    return finish(ws, r->code, r->why, KP_ECLOSED);
 }
-
-#define BAD_REQUEST "HTTP/1.1 400 Bad Request\r\n"
 
 /* Server: the request head is complete; answer it. */
 static int server_answer(kp_ws *ws)
 {
-    const ws_handshake *hs = ws->hs;
-    const http_parser *p = &hs->parser;
-    if (p->method != HTTP_GET)
-        return refuse(ws, BAD_REQUEST, false, 1002, "bad handshake: method is not GET");
-    if (p->http_major != 1 || p->http_minor < 1)
-        return refuse(ws, BAD_REQUEST, false, 1002, "bad handshake: not HTTP/1.1");
-    if (!hs->upgrade_ok || !hs->connection_ok)
-        return refuse(ws, BAD_REQUEST, false, 1002, "bad handshake: not a websocket upgrade");
-    if (!hs->version_seen || hs->version_bad)
-        return refuse(ws, BAD_REQUEST, true, 1002, "bad handshake: Sec-WebSocket-Version is not 13");
-    if (hs->keys != 1 || !hs->key_ok)
-        return refuse(ws, BAD_REQUEST, false, 1002, "bad handshake: bad Sec-WebSocket-Key");
     char accept[WS_ACCEPT_LEN + 1];
-    if (!compute_accept(hs->key, accept))
-        return refuse(ws, "HTTP/1.1 500 Internal Server Error\r\n", false, 1011, "SHA-1 unavailable");
+    ws_hs_refusal r;
+    if (!ws_hs_check_request(ws->hs, accept, &r))
+        return refuse(ws, &r);
     handshake_free(ws);
     char reply[160];
     int n = snprintf(reply, sizeof(reply),
@@ -680,22 +429,10 @@ static int server_answer(kp_ws *ws)
 /* Client: the response head is complete; check it. */
 static int client_check(kp_ws *ws)
 {
-    const ws_handshake *hs = ws->hs;
-    const char *why = NULL;
-    char expect[WS_ACCEPT_LEN + 1];
-    if (hs->parser.status_code != 101)
-        why = "handshake refused: the server did not answer 101";
-    else if (!hs->upgrade_ok || !hs->connection_ok)
-        why = "bad handshake: the 101 is not a websocket upgrade";
-    else if (!compute_accept(hs->key, expect))
-        why = "SHA-1 unavailable";
-    else if (hs->accepts != 1 || memcmp(expect, hs->accept, WS_ACCEPT_LEN) != 0)
-        why = "bad handshake: wrong Sec-WebSocket-Accept";
-    if (why) {
-        handshake_free(ws);
-        return finish(ws, 1002, why, KP_ECLOSED);
-    }
+    const char *why = ws_hs_check_response(ws->hs);
     handshake_free(ws);
+    if (why)
+        return finish(ws, 1002, why, KP_ECLOSED);
     ws->state = WS_OPEN;
     return 0;
 }
@@ -703,35 +440,24 @@ static int client_check(kp_ws *ws)
 /* Parses handshake bytes; *used says how many belonged to the head once it is complete. */
 static int feed_handshake(kp_ws *ws, const char *data, size_t len, size_t *used)
 {
-    ws_handshake *hs = ws->hs;
-    if (len == 0) /* http_parser_execute takes a zero length for the end of the stream */
-        return 0;
-    size_t room = hs->head_limit - hs->head_bytes;
-    size_t n = len < room ? len : room;
-    size_t parsed = http_parser_execute(&hs->parser, &hp_settings, data, n);
-    if (hs->done) {
-        *used = parsed;
+    enum ws_hs_status st = ws_hs_feed(ws->hs, data, len, used);
+    if (st == WS_HS_COMPLETE)
         return ws->client ? client_check(ws) : server_answer(ws);
+    if (st == WS_HS_MORE)
+        return 0;
+    bool too_long = st == WS_HS_TOO_LONG;
+    if (ws->client) {
+        handshake_free(ws);
+        return finish(ws, too_long ? 1009 : 1002,
+                      too_long ? "bad handshake: response head too long"
+                               : "bad handshake: malformed HTTP response",
+                      KP_ECLOSED);
     }
-    if (HTTP_PARSER_ERRNO(&hs->parser) != HPE_OK) {
-        if (ws->client) {
-            handshake_free(ws);
-            return finish(ws, 1002, "bad handshake: malformed HTTP response", KP_ECLOSED);
-        }
-        return refuse(ws, BAD_REQUEST, false, 1002, "bad handshake: malformed HTTP request");
-    }
-    hs->head_bytes += n;
-    if (hs->head_bytes >= hs->head_limit) {
-        if (ws->client) {
-            handshake_free(ws);
-            return finish(ws, 1009, "bad handshake: response head too long", KP_ECLOSED);
-        }
-        return refuse(ws, "HTTP/1.1 431 Request Header Fields Too Large\r\n", false, 1009,
-                      "bad handshake: request head too long");
-    }
-    *used = n;
-    return 0;
+    ws_hs_refusal r;
+    ws_hs_refuse_malformed(&r, too_long);
+    return refuse(ws, &r);
 }
+
 /* ---- public ---- */
 
 static int ws_new(const kp_ws_callbacks *cb, void *user, size_t max_msg, bool client, kp_ws **out)
@@ -745,7 +471,7 @@ static int ws_new(const kp_ws_callbacks *cb, void *user, size_t max_msg, bool cl
     ws->max_msg = max_msg;
     ws->client = client;
     ws->state = WS_HANDSHAKE;
-    if (handshake_new(ws, client ? HTTP_RESPONSE : HTTP_REQUEST) != 0) {
+    if (ws_hs_new(client, max_msg, &ws->hs) != 0) {
         free(ws);
         return KP_ENOMEM;
     }
@@ -778,17 +504,16 @@ int kp_ws_client_new(const kp_ws_callbacks *cb, void *user, const char *host, co
     int rc = ws_new(cb, user, max_msg, true, &ws);
     if (rc != 0)
         return rc;
-    unsigned char nonce[16];
-    if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
+    const char *key = ws_hs_make_key(ws->hs);
+    if (!key) {
         kp_ws_free(ws);
         return KP_EIO;
     }
-    EVP_EncodeBlock((unsigned char *)ws->hs->key, nonce, sizeof(nonce));
     /* The request is formatted piecewise: host and path have no fixed bound. */
     if (send_str(ws, "GET ") != 0 || send_str(ws, path) != 0 ||
         send_str(ws, " HTTP/1.1\r\nHost: ") != 0 || send_str(ws, host) != 0 ||
         send_str(ws, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ") != 0 ||
-        send_str(ws, ws->hs->key) != 0 || send_str(ws, "\r\nSec-WebSocket-Version: 13\r\n\r\n") != 0) {
+        send_str(ws, key) != 0 || send_str(ws, "\r\nSec-WebSocket-Version: 13\r\n\r\n") != 0) {
         kp_ws_free(ws);
         return KP_EIO;
     }
@@ -851,7 +576,7 @@ size_t kp_ws_memory(const kp_ws *ws)
         return 0;
     size_t n = sizeof(*ws) + ws->msg_cap;
     if (ws->hs)
-        n += sizeof(*ws->hs);
+        n += ws_hs_size();
     if (ws->ctl)
         n += (size_t)ws->frame.len;
     return n;
@@ -861,7 +586,7 @@ void kp_ws_free(kp_ws *ws)
 {
     if (!ws)
         return;
-    free(ws->hs);
+    ws_hs_free(ws->hs);
     free(ws->msg);
     free(ws->ctl);
     free(ws);

@@ -30,7 +30,8 @@
 
 #include "kupool/config.h"
 #include "log.h"
-#include "server.h"
+#include "app.h"
+#include "conn_tcp.h"
 #include "session.h"
 
 /* A session that neither finishes nor closes within this many loop iterations is a hang. */
@@ -38,7 +39,8 @@
 
 static uv_loop_t loop;
 static kp_config cfg;
-static kp_server *server;
+static kp_app *app;
+#define server (app->server)
 static char spool_dir[] = "/tmp/kp-fuzz-session.XXXXXX";
 
 static void remove_spool_dir(void)
@@ -67,7 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (kp_log_open(&lo) != 0)
         abort();
     uv_loop_init(&loop);
-    if (kp_server_open(&loop, &cfg, &server) != 0)
+    if (kp_app_open(&loop, &cfg, &app) != 0)
         abort();
     return 0;
 }
@@ -92,7 +94,7 @@ static bool server_caught_up(void)
         return false;
     uv_os_fd_t fd;
     int unread = 0;
-    if (uv_fileno((uv_handle_t *)&sess->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &unread) != 0)
+    if (uv_fileno((uv_handle_t *)&((kp_conn_tcp *)sess->conn)->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &unread) != 0)
         return true;
     return unread == 0;
 }

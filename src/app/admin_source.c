@@ -31,40 +31,42 @@ static void fill_consumer(const kp_consumer *c, kp_admin_consumer_counts *out)
     out->failing = kp_consumer_failing(c, &out->stats_side);
 }
 
-static void server_snapshot(void *ctx, kp_admin_snapshot *out)
+static void app_snapshot(void *ctx, kp_admin_snapshot *out)
 {
-    const kp_server *s = ctx;
+    const kp_app *app = ctx;
+    const kp_server *s = app->server;
     const kp_server_counters *k = &s->counters;
-    out->shutting_down = s->shutting_down;
+    const kp_session_counters *sk = &s->env.counters;
+    out->shutting_down = app->shutting_down;
     out->sessions = s->authorized.count;
     out->connections = s->connections;
     out->connections_accepted = k->connections_accepted;
     out->connections_rejected = k->connections_rejected;
     out->closed = (kp_admin_closed_counts){
         .auth_timeout = k->closed_auth_timeout,
-        .too_long = k->closed_too_long,
-        .slow = k->closed_slow,
-        .max_errors = k->closed_max_errors,
+        .too_long = sk->closed_too_long,
+        .slow = sk->closed_slow,
+        .max_errors = sk->closed_max_errors,
         .drain_timeout = k->closed_drain_timeout,
     };
     out->jobs_issued = k->jobs_issued;
-    out->job_id = s->job_line_id > 0 ? (uint64_t)s->job_line_id : 0;
-    out->last_broadcast_us = k->last_broadcast_us;
+    out->job_id = s->broadcast.line_id > 0 ? (uint64_t)s->broadcast.line_id : 0;
+    out->last_broadcast_us = s->broadcast.last_us;
     for (int oc = 0; oc < KP_OUTCOME_COUNT; oc++)
         out->outcomes[oc] = (kp_admin_outcome_count){
             .label = kp_outcome_label((kp_outcome)oc),
-            .submits = s->protocol.submits[oc],
-            .messages = s->protocol.outcomes[oc],
+            .submits = app->protocol.submits[oc],
+            .messages = app->protocol.outcomes[oc],
         };
     out->noutcomes = KP_OUTCOME_COUNT;
-    fill_pipeline(s->pipeline, &out->pipeline);
-    fill_consumer(s->consumer, &out->consumer);
-    out->mq_name = s->mq->name;
-    out->stats_name = s->stats->name;
-    out->store_evicts = kp_stats_get_evictions(s->stats, &out->evictions) == 0;
+    fill_pipeline(app->pipeline, &out->pipeline);
+    fill_consumer(app->consumer, &out->consumer);
+    out->mq_name = app->mq->name;
+    out->stats_name = app->stats->name;
+    out->store_evicts = kp_stats_get_evictions(app->stats, &out->evictions) == 0;
 }
 
-kp_admin_source kp_server_admin_source(kp_server *s)
+kp_admin_source kp_app_admin_source(kp_app *app)
 {
-    return (kp_admin_source){.snapshot = server_snapshot, .ctx = s, .stats = s->stats};
+    return (kp_admin_source){.snapshot = app_snapshot, .ctx = app, .stats = app->stats};
 }
