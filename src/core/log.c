@@ -31,6 +31,7 @@
 
 #include <math.h>
 
+#include "clock.h"
 #include "json_escape.h"
 #include "kupool/error.h"
 #include "utf8.h"
@@ -144,13 +145,6 @@ static size_t utf8_trim(const char *data, size_t len)
         return len; /* not UTF-8 anyway: leave it */
     }
     return (back + 1 >= need) ? len : i - 1;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A bounded output buffer: every put either fits entirely or writes nothing. */
@@ -509,7 +503,7 @@ static size_t format_line(char *line, kp_log_format format, kp_log_level level, 
                           const char *msg, const kp_log_field *fields, size_t n_fields)
 {
     char ts[KP_UTC_MS_LEN + 1];
-    if (kp_format_utc_ms(now_ms(), ts, sizeof ts) < 0) {
+    if (kp_format_utc_ms(kp_clock_wall_ms(), ts, sizeof ts) < 0) {
         snprintf(ts, sizeof ts, "0000-00-00T00:00:00.000Z"); /* a clock beyond year 9999 */
     }
     level = clamp_level(level);
