@@ -182,8 +182,10 @@ int kc_options_parse(kc_options *o, int argc, char **argv, FILE *out, FILE *err)
     if (o->sessions > 0 && !o->duration_set)
         o->duration_ms = 10000;
     if (!kc_username_ok(o->username)) {
-        fprintf(err, "%s: invalid value for flag -username: %s\n", PROG_NAME,
-                "1..255 bytes without control characters, '\"' or '\\'");
+        fprintf(err,
+                "%s: invalid value for flag -username: 1..%d bytes without control characters, "
+                "'\"' or '\\'\n",
+                PROG_NAME, KP_USERNAME_MAX);
         return KP_EINVAL;
     }
     return KC_OPTIONS_RUN;
