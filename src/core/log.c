@@ -365,7 +365,8 @@ void kp_log_fields(kp_log_level level, const char *module, const char *msg,
     }
     char line[KP_LOG_LINE_BYTES];
     kp_log_format format = (kp_log_format)atomic_load_explicit(&lg.format, memory_order_relaxed);
-    size_t len = kp_log_format_line(line, format, kp_clock_wall_ms(), level, module, msg, fields, n);
+    size_t len =
+        kp_log_format_line(line, format, kp_clock_wall_ms(), level, module, msg, fields, n);
     emit(level, line, len);
 }
 

@@ -17,7 +17,8 @@ enum {
 kp_log_level kp_log_clamp_level(kp_log_level level);
 
 /* Formats one complete line ("\n" included, no NUL) stamped `unix_ms` into
- * line[KP_LOG_LINE_BYTES] and returns its length. A NULL module prints as "-", a NULL message as "". */
+ * line[KP_LOG_LINE_BYTES] and returns its length. A NULL module prints as "-", a NULL message
+ * as "". */
 size_t kp_log_format_line(char *line, kp_log_format format, int64_t unix_ms, kp_log_level level,
                           const char *module, const char *msg, const kp_log_field *fields,
                           size_t n_fields);
