@@ -13,6 +13,8 @@
 #include "kupool/config.h"
 #include "kupool/error.h"
 #include "kupool/version.h"
+#include "flags.h"
+#include "net_addr.h"
 
 /* Every flag with its variable, as SPEC §4 names them; kept here, independent of config.c's
  * table, so the test notices a flag that goes missing. */

@@ -23,6 +23,7 @@
 
 #include "kupool/error.h"
 #include "log.h"
+#include "log_format.h"
 
 #define TS_RE "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z"
 
@@ -313,6 +314,34 @@ static void test_text_line(void **state)
     assert_matches(third, "^" TS_RE " ERROR two lines why=\"a\\\\tb\" module=app$");
     free(text);
     tmpdir_remove(&d);
+}
+
+/* The formats alone: no writer thread, no file, a fixed time. */
+static void test_format_line_pure(void **state)
+{
+    (void)state;
+    char line[KP_LOG_LINE_BYTES];
+    const kp_log_field fields[] = {KP_INT("job_id", 7), KP_STR("user", "a b"), KP_BOOL("ok", 1)};
+    const int64_t t = 1700000000123; /* 2023-11-14T22:13:20.123Z */
+    size_t n = kp_log_format_line(line, KP_LOG_TEXT, t, KP_LOG_INFO, "app", "hello", fields, 3);
+    line[n] = '\0'; /* the line is not NUL-terminated: the writer takes its length */
+    assert_string_equal(
+        line, "2023-11-14T22:13:20.123Z INFO hello job_id=7 user=\"a b\" ok=true module=app\n");
+    n = kp_log_format_line(line, KP_LOG_JSON, t, KP_LOG_WARN, NULL, NULL, fields, 1);
+    line[n] = '\0';
+    cJSON *j = cJSON_Parse(line);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "ts")->valuestring,
+                        "2023-11-14T22:13:20.123Z");
+    assert_string_equal(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
+    assert_string_equal(cJSON_GetObjectItem(j, "module")->valuestring, "-");
+    assert_string_equal(cJSON_GetObjectItem(j, "msg")->valuestring, "");
+    assert_int_equal(cJSON_GetObjectItem(j, "job_id")->valueint, 7);
+    cJSON_Delete(j);
+    /* A level outside the enum is clamped, never an index past the name table. */
+    n = kp_log_format_line(line, KP_LOG_TEXT, t, (kp_log_level)99, "m", "x", NULL, 0);
+    line[n] = '\0';
+    assert_string_equal(line, "2023-11-14T22:13:20.123Z ERROR x module=m\n");
 }
 
 static void emit_json_types(void)
@@ -950,6 +979,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_utc_ms), cmocka_unit_test(test_parse),
         cmocka_unit_test(test_text_line),     cmocka_unit_test(test_json_line),
+        cmocka_unit_test(test_format_line_pure),
         cmocka_unit_test(test_truncation),    cmocka_unit_test(test_level_filter),
         cmocka_unit_test(test_direct_stderr), cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_rotation_keep0), cmocka_unit_test(test_concurrency),

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "kupool/config.h"
+#include "net_addr.h"
 #include "kupool/error.h"
 
 #define SRC_RANGE_MAX 65536u

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "kupool/error.h"
+#include "kupool/event.h"
 #include "client_summary.h"
 #include "histogram.h"
 #include "log.h"
@@ -390,7 +391,7 @@ static int init_sessions(load *L)
     for (uint32_t i = 0; i < L->n; i++) {
         snprintf(name, sizeof(name), "%s-%" PRIu32, o->username, i);
         /* The suffix may push a 250-byte -username past the protocol's 255. */
-        if (strlen(name) > 255)
+        if (strlen(name) > KP_USERNAME_MAX)
             snprintf(name, sizeof(name), "%.240s-%" PRIu32, o->username, i);
         int rc = kc_session_init(&L->sessions[i], &L->client, name);
         if (rc != 0) {

@@ -1,5 +1,6 @@
-/* kupool-client flags. One table: every flag's name, value word, default as shown by -h, help
- * line and setter; parsing and -h both read it. */
+/* kupool-client flags: one table for the flag engine (src/core/flags.h) — every flag's name,
+ * value word, default as shown by -h, help line and field or setter; parsing and -h both read
+ * it. What stays here is what only the client knows: its addresses, -rate's "max" and -mix. */
 #include "client_options.h"
 
 #include <errno.h>
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kupool/config.h"
+#include "flags.h"
 #include "kupool/error.h"
 #include "kupool/version.h"
 
@@ -15,52 +16,6 @@
 
 #define PROG_NAME "kupool-client"
 #define MAX_SESSIONS 1000000u
-
-/* Sets the flag from `value`; returns NULL, or why the value is bad. */
-typedef const char *(*flag_setter)(kc_options *o, const char *value);
-
-typedef struct flag_desc {
-    const char *name;
-    const char *value_word; /* NULL for a bool flag */
-    const char *shown_def;
-    flag_setter set;
-    const char *help;
-} flag_desc;
-
-static const char *parse_uint(const char *value, uint32_t min, uint32_t max, uint32_t *out)
-{
-    if (!value[0])
-        return "parse error";
-    uint64_t v = 0;
-    for (const char *p = value; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return "parse error";
-        v = v * 10 + (uint64_t)(*p - '0');
-        if (v > max)
-            return "out of range";
-    }
-    if (v < min)
-        return "out of range";
-    *out = (uint32_t)v;
-    return NULL;
-}
-
-static const char *parse_bool(const char *value, bool *out)
-{
-    static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
-    static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcmp(value, yes[i]) == 0) {
-            *out = true;
-            return NULL;
-        }
-        if (strcmp(value, no[i]) == 0) {
-            *out = false;
-            return NULL;
-        }
-    }
-    return "parse error";
-}
 
 static const char *parse_share(const char *value, size_t len, double *out)
 {
@@ -113,35 +68,17 @@ int kc_mix_parse(const char *text, kc_mix *out, const char **why)
     return 0;
 }
 
-static const char *set_addr(kc_options *o, const char *v)
+/* Setters for the values the engine has no type for; `target` is the kc_options. */
+static const char *set_addr(void *target, const char *v)
 {
+    kc_options *o = target;
     const char *why = NULL;
     return kc_addr_parse(v, &o->addr, &why) == 0 ? NULL : why;
 }
 
-static const char *set_username(kc_options *o, const char *v)
+static const char *set_rate(void *target, const char *v)
 {
-    if (strlen(v) >= sizeof(o->username))
-        return "too long (at most 255 bytes)";
-    snprintf(o->username, sizeof(o->username), "%s", v);
-    return NULL;
-}
-
-static const char *set_sessions(kc_options *o, const char *v)
-{
-    return parse_uint(v, 0, MAX_SESSIONS, &o->sessions);
-}
-
-static const char *set_duration(kc_options *o, const char *v)
-{
-    if (kp_parse_duration_ms(v, &o->duration_ms) != 0)
-        return "parse error";
-    o->duration_set = true;
-    return NULL;
-}
-
-static const char *set_rate(kc_options *o, const char *v)
-{
+    kc_options *o = target;
     if (strcmp(v, "max") == 0) {
         o->rate_max = true;
         o->rate = 0;
@@ -157,18 +94,9 @@ static const char *set_rate(kc_options *o, const char *v)
     return NULL;
 }
 
-static const char *set_pipeline(kc_options *o, const char *v)
+static const char *set_src(void *target, const char *v)
 {
-    return parse_uint(v, 1, 1024, &o->pipeline);
-}
-
-static const char *set_connect_rate(kc_options *o, const char *v)
-{
-    return parse_uint(v, 1, 1000000, &o->connect_rate);
-}
-
-static const char *set_src(kc_options *o, const char *v)
-{
+    kc_options *o = target;
     const char *why = NULL;
     if (kc_src_range_parse(v, &o->src, &why) != 0)
         return why;
@@ -176,52 +104,47 @@ static const char *set_src(kc_options *o, const char *v)
     return NULL;
 }
 
-static const char *set_mix(kc_options *o, const char *v)
+static const char *set_mix(void *target, const char *v)
 {
+    kc_options *o = target;
     const char *why = NULL;
     return kc_mix_parse(v, &o->mix, &why) == 0 ? NULL : why;
 }
 
-static const char *set_json(kc_options *o, const char *v)
-{
-    return parse_bool(v, &o->json);
-}
-
-static const flag_desc flags[] = {
-    {"addr", "address", "127.0.0.1:8080", set_addr,
-     "server address: host:port, tcp://host:port or ws://host:port/path"},
-    {"username", "string", "alice", set_username,
-     "username to authorize as; load mode uses USERNAME-<session index>"},
-    {"n", "sessions", "0 = demo mode, one session", set_sessions,
-     "load mode: number of sessions held at once"},
-    {"duration", "duration", "demo: until SIGINT; load: 10s", set_duration,
-     "how long to run, e.g. 30s or 2m (0 = until SIGINT/SIGTERM)"},
-    {"rate", "float|max", "0.95", set_rate,
-     "load mode: submits per second per session; 0 = idle sessions that never submit; max = no "
-     "pacing, keep -pipeline submits in flight"},
-    {"pipeline", "k", "1", set_pipeline,
-     "load mode: submits in flight per session (for a server with -min_submit_interval 0)"},
-    {"connect_rate", "per-second", "2000", set_connect_rate,
-     "load mode: new connections per second while ramping up"},
-    {"src", "range", "the kernel's choice", set_src,
-     "load mode: local addresses to connect from, e.g. 127.0.0.2-127.0.0.9"},
-    {"mix", "spec", "none", set_mix,
-     "load mode: shares of bad submits, e.g. duplicate=0.05,invalid=0.05,frequent=0.05"},
-    {"json", NULL, "false", set_json, "load mode: print the final summary as one JSON object"},
+static const kp_flag_spec flags[] = {
+    {.name = "addr", .type = KP_FLAG_FUNC, .set = set_addr, .def = "127.0.0.1:8080",
+     .arg = "address", .help = "server address: host:port, tcp://host:port or ws://host:port/path"},
+    {.name = "username", KP_FLAG_STRING_FIELD(kc_options, username), .def = "alice",
+     .help = "username to authorize as; load mode uses USERNAME-<session index>"},
+    {.name = "n", KP_FLAG_UINT_FIELD(kc_options, sessions), .def = "0", .max = MAX_SESSIONS,
+     .arg = "sessions", .shown_def = "0 = demo mode, one session",
+     .help = "load mode: number of sessions held at once"},
+    /* Its default depends on the mode: resolved after parsing, from where the value came. */
+    {.name = "duration", KP_FLAG_DURATION_FIELD(kc_options, duration_ms), .def = "0",
+     .shown_def = "demo: until SIGINT; load: 10s",
+     .help = "how long to run, e.g. 30s or 2m (0 = until SIGINT/SIGTERM)"},
+    {.name = "rate", .type = KP_FLAG_FUNC, .set = set_rate, .def = "0.95", .arg = "float|max",
+     .help = "load mode: submits per second per session; 0 = idle sessions that never submit; "
+             "max = no pacing, keep -pipeline submits in flight"},
+    {.name = "pipeline", KP_FLAG_UINT_FIELD(kc_options, pipeline), .def = "1", .min = 1,
+     .max = 1024, .arg = "k",
+     .help = "load mode: submits in flight per session (for a server with -min_submit_interval 0)"},
+    {.name = "connect_rate", KP_FLAG_UINT_FIELD(kc_options, connect_rate), .def = "2000",
+     .min = 1, .max = 1000000, .arg = "per-second",
+     .help = "load mode: new connections per second while ramping up"},
+    {.name = "src", .type = KP_FLAG_FUNC, .set = set_src, .arg = "range",
+     .shown_def = "the kernel's choice",
+     .help = "load mode: local addresses to connect from, e.g. 127.0.0.2-127.0.0.9"},
+    {.name = "mix", .type = KP_FLAG_FUNC, .set = set_mix, .arg = "spec", .shown_def = "none",
+     .help = "load mode: shares of bad submits, e.g. duplicate=0.05,invalid=0.05,frequent=0.05"},
+    {.name = "json", KP_FLAG_BOOL_FIELD(kc_options, json), .def = "false",
+     .help = "load mode: print the final summary as one JSON object"},
+    {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help"},
+    {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version"},
 };
 
 #define FLAG_COUNT (sizeof(flags) / sizeof(flags[0]))
-
-static void defaults(kc_options *o)
-{
-    memset(o, 0, sizeof(*o));
-    const char *why = NULL;
-    kc_addr_parse("127.0.0.1:8080", &o->addr, &why);
-    snprintf(o->username, sizeof(o->username), "alice");
-    o->rate = 0.95;
-    o->pipeline = 1;
-    o->connect_rate = 2000;
-}
+_Static_assert(FLAG_COUNT <= KP_FLAGS_MAX, "the client's flag table outgrew the engine");
 
 static void print_help(FILE *out)
 {
@@ -232,78 +155,38 @@ static void print_help(FILE *out)
             "backoff. Load mode (-n N): N sessions from one loop, a progress line per second on\n"
             "stderr and a summary at the end.\n\nFlags:\n",
             PROG_NAME);
-    for (size_t i = 0; i < FLAG_COUNT; i++) {
-        const flag_desc *f = &flags[i];
-        fprintf(out, "  -%s%s%s\n    \t%s (default %s)\n", f->name, f->value_word ? " " : "",
-                f->value_word ? f->value_word : "", f->help, f->shown_def);
-    }
-    fprintf(out, "  -h, -help\n    \tprint this help\n  -version\n    \tprint the version\n\n"
-                 "Environment: KUP_LOG_LEVEL=trace|debug|info|warn|error, KUP_LOG_FORMAT=text|json\n");
-}
-
-static const flag_desc *find_flag(const char *name, size_t len)
-{
-    for (size_t i = 0; i < FLAG_COUNT; i++)
-        if (strlen(flags[i].name) == len && memcmp(flags[i].name, name, len) == 0)
-            return &flags[i];
-    return NULL;
-}
-
-static int fail(FILE *err, const char *what, const char *detail)
-{
-    fprintf(err, "%s: %s%s\n", PROG_NAME, what, detail ? detail : "");
-    return KP_EINVAL;
+    kp_flags_usage(flags, FLAG_COUNT, KP_FLAGS_LAYOUT_GO, out);
+    fputs("\nEnvironment: KUP_LOG_LEVEL=trace|debug|info|warn|error, KUP_LOG_FORMAT=text|json\n",
+          out);
 }
 
 int kc_options_parse(kc_options *o, int argc, char **argv, FILE *out, FILE *err)
 {
-    defaults(o);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--") == 0) {
-            if (i + 1 < argc)
-                return fail(err, "unexpected argument after --: ", argv[i + 1]);
-            break;
-        }
-        if (arg[0] != '-' || arg[1] == '\0')
-            return fail(err, "unexpected argument (flags only, see -h): ", arg);
-        const char *name = arg + (arg[1] == '-' ? 2 : 1);
-        const char *eq = strchr(name, '=');
-        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        if ((name_len == 1 && name[0] == 'h') || (name_len == 4 && memcmp(name, "help", 4) == 0)) {
-            print_help(out);
-            return KC_OPTIONS_HELP;
-        }
-        if (name_len == 7 && memcmp(name, "version", 7) == 0) {
-            fprintf(out, "%s %s\n", PROG_NAME, KP_VERSION);
-            return KC_OPTIONS_VERSION;
-        }
-        const flag_desc *f = find_flag(name, name_len);
-        if (!f)
-            return fail(err, "flag provided but not defined: ", arg);
-        const char *value;
-        if (eq) {
-            value = eq + 1;
-        } else if (!f->value_word) {
-            value = "true";
-        } else {
-            if (i + 1 >= argc) {
-                fprintf(err, "%s: flag needs an argument: -%s\n", PROG_NAME, f->name);
-                return KP_EINVAL;
-            }
-            value = argv[++i];
-        }
-        const char *bad = f->set(o, value);
-        if (bad) {
-            fprintf(err, "%s: invalid value \"%s\" for flag -%s: %s\n", PROG_NAME, value, f->name,
-                    bad);
-            return KP_EINVAL;
-        }
+    memset(o, 0, sizeof(*o));
+    kp_flags fs;
+    kp_flags_begin(&fs, flags, FLAG_COUNT, o);
+    switch (kp_flags_parse_args(&fs, argc, argv, 1)) {
+    case KP_FLAGS_RUN:
+        break;
+    case KP_FLAGS_HELP:
+        print_help(out);
+        return KC_OPTIONS_HELP;
+    case KP_FLAGS_VERSION:
+        fprintf(out, "%s %s\n", PROG_NAME, KP_VERSION);
+        return KC_OPTIONS_VERSION;
+    default:
+        fprintf(err, "%s: %s\n", PROG_NAME, fs.error);
+        return KP_EINVAL;
     }
+    o->duration_set = fs.src[kp_flags_find(&fs, "duration")] != KP_FLAG_FROM_DEFAULT;
     if (o->sessions > 0 && !o->duration_set)
         o->duration_ms = 10000;
-    if (!kc_username_ok(o->username))
-        return fail(err, "invalid value for flag -username: ",
-                    "1..255 bytes without control characters, '\"' or '\\'");
+    if (!kc_username_ok(o->username)) {
+        fprintf(err,
+                "%s: invalid value for flag -username: 1..%d bytes without control characters, "
+                "'\"' or '\\'\n",
+                PROG_NAME, KP_USERNAME_MAX);
+        return KP_EINVAL;
+    }
     return KC_OPTIONS_RUN;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "client_addr.h"
+#include "kupool/event.h"
 
 /* Shares of deliberately bad submits in load mode, each in [0, 1], summing to at most 1. */
 typedef struct kc_mix {
@@ -19,7 +20,7 @@ typedef struct kc_mix {
 
 typedef struct kc_options {
     kc_addr addr;          /* -addr */
-    char username[256];    /* -username; load mode appends "-<session index>" */
+    char username[KP_USERNAME_MAX + 1]; /* -username; load mode appends "-<session index>" */
     uint32_t sessions;     /* -n: 0 = demo mode (one session) */
     uint64_t duration_ms;  /* -duration: 0 = until SIGINT/SIGTERM */
     bool duration_set;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "client_addr.h"
+#include "clock.h"
 #include "client_options.h"
 #include "client_session.h"
 
@@ -26,10 +27,10 @@ int kc_target_init(kc_target *t, const kc_options *o, FILE *err);
  * (events, in-flight bound, timeouts, backoff) and calls kc_client_init. */
 void kc_client_setup(kc_client *c, uv_loop_t *loop, const kc_options *o, const kc_target *t);
 
-/* Monotonic milliseconds from uv_hrtime (not the loop's cached clock). */
+/* Monotonic milliseconds, with a fraction (not the loop's cached clock). */
 static inline double kc_now_ms(void)
 {
-    return (double)uv_hrtime() / 1e6;
+    return (double)kp_clock_mono_ns() / 1e6;
 }
 
 #endif

@@ -6,8 +6,8 @@
 #include <uv.h>
 
 #include "kupool/error.h"
+#include "kupool/event.h"
 
-#define USERNAME_MAX 255
 
 static const char hex_digits[] = "0123456789abcdef";
 
@@ -69,7 +69,7 @@ size_t kc_format_authorize(char *buf, size_t cap, int64_t id, const char *userna
 int kc_username_ok(const char *name)
 {
     size_t len = strlen(name);
-    if (len < 1 || len > USERNAME_MAX)
+    if (len < 1 || len > KP_USERNAME_MAX)
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flags.h"
 #include "kupool/config.h"
 #include "kupool/error.h"
 #include "kupool/version.h"
 #include "log.h"
 #include "mock.h"
+#include "net_addr.h"
 
 #define PROG "kupool-mock"
 #define DEFAULT_LISTEN ":8000"
@@ -36,11 +38,34 @@ static const char USAGE[] =
     "\n"
     "Logs go to stderr; KUP_LOG_LEVEL=trace|debug|info|warn|error, KUP_LOG_FORMAT=text|json.\n";
 
+/* What the flags after the command leave: the table below fills it. */
+typedef struct km_flag_values {
+    km_proto proto;
+    char addr[2048];
+} km_flag_values;
+
+static const char *const proto_names[] = {[KM_TCP] = "tcp", [KM_WS] = "ws"};
+
+_Static_assert(sizeof(km_proto) == sizeof(int), "the flag engine stores a choice as an int");
+
+/* The flag table. -h prints USAGE instead of kp_flags_usage(): mock's help is prose about its
+ * two commands, and its output is part of what the tests pin down. */
+static const kp_flag_spec mock_flags[] = {
+    {.name = "p", KP_FLAG_ENUM_FIELD(km_flag_values, proto, proto_names), .def = "ws",
+     .arg = "tcp|ws", .help = "transport"},
+    {.name = "a", KP_FLAG_STRING_FIELD(km_flag_values, addr), .arg = "ADDR",
+     .help = "srv: listen address; cli: the address to dial"},
+    {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "this help"},
+    {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version"},
+};
+#define MOCK_FLAG_COUNT (sizeof(mock_flags) / sizeof(mock_flags[0]))
+
 typedef struct km_args {
     bool server;
     bool proto_given;
     km_proto proto;
-    const char *addr; /* NULL: the default */
+    const char *addr; /* NULL: the default; else points into `values` */
+    km_flag_values values;
 } km_args;
 
 /* One line naming the problem, exit status 2. */
@@ -151,17 +176,6 @@ static int parse_target(const char *text, const km_args *args, km_target *t, con
     return 0;
 }
 
-static int parse_proto(const char *value, km_proto *out)
-{
-    if (strcmp(value, "ws") == 0)
-        *out = KM_WS;
-    else if (strcmp(value, "tcp") == 0)
-        *out = KM_TCP;
-    else
-        return KP_EINVAL;
-    return 0;
-}
-
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, km_args *args)
 {
@@ -183,39 +197,25 @@ static int parse_args(int argc, char **argv, km_args *args)
     else if (strcmp(cmd, "cli") != 0)
         return usage_error("unknown command \"%s\": want srv or cli", cmd);
 
-    for (int i = 2; i < argc; i++) {
-        const char *arg = argv[i];
-        if (arg[0] != '-' || arg[1] == '\0')
-            return usage_error("unexpected argument \"%s\"", arg);
-        const char *name = arg + (arg[1] == '-' ? 2 : 1);
-        const char *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        char flag[32];
-        snprintf(flag, sizeof(flag), "%.*s", (int)(nlen < 31 ? nlen : 31), name);
-        if (strcmp(flag, "h") == 0 || strcmp(flag, "help") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
-        if (strcmp(flag, "version") == 0) {
-            printf(PROG " %s\n", KP_VERSION);
-            return 0;
-        }
-        if (strcmp(flag, "p") != 0 && strcmp(flag, "a") != 0)
-            return usage_error("flag provided but not defined: -%s", flag);
-        const char *value = eq ? eq + 1 : NULL;
-        if (!value) {
-            if (i + 1 >= argc)
-                return usage_error("flag needs an argument: -%s", flag);
-            value = argv[++i];
-        }
-        if (flag[0] == 'p') {
-            if (parse_proto(value, &args->proto) != 0)
-                return usage_error("invalid value \"%s\" for flag -p: want tcp or ws", value);
-            args->proto_given = true;
-        } else {
-            args->addr = value;
-        }
+    kp_flags fs;
+    kp_flags_begin(&fs, mock_flags, MOCK_FLAG_COUNT, &args->values);
+    switch (kp_flags_parse_args(&fs, argc, argv, 2)) {
+    case KP_FLAGS_RUN:
+        break;
+    case KP_FLAGS_HELP:
+        fputs(USAGE, stdout);
+        return 0;
+    case KP_FLAGS_VERSION:
+        printf(PROG " %s\n", KP_VERSION);
+        return 0;
+    default: /* the engine's line already says what to fix */
+        fprintf(stderr, PROG ": %s\n", fs.error);
+        return 2;
     }
+    args->proto = args->values.proto;
+    args->proto_given = fs.src[kp_flags_find(&fs, "p")] != KP_FLAG_FROM_DEFAULT;
+    if (fs.src[kp_flags_find(&fs, "a")] != KP_FLAG_FROM_DEFAULT)
+        args->addr = args->values.addr;
     return -1;
 }
 

@@ -1,7 +1,8 @@
 /* Server configuration: every SPEC §4 flag, its environment variable and its default.
  *
  * Parsing order: defaults, then argv (Go style: -name value, -name=value, --name value), then the
- * environment, which wins. Durations use Go syntax ("500ms", "3s", "1m30s"). */
+ * environment, which wins. Durations use Go syntax ("500ms", "3s", "1m30s"). The parsing itself
+ * is the flag engine's (src/core/flags.h); src/core/config.c holds the table and the rules. */
 #ifndef KUPOOL_CONFIG_H
 #define KUPOOL_CONFIG_H
 
@@ -64,12 +65,7 @@ void kp_config_defaults(kp_config *cfg);
  * one of enum kp_config_result. */
 int kp_config_parse(kp_config *cfg, int argc, char **argv, FILE *out, FILE *err);
 
-/* Parses a Go duration ("1h2m3.5s", "250ms", "0") into milliseconds, rounding sub-millisecond
- * remainders down. Returns 0 or KP_EINVAL. */
-int kp_parse_duration_ms(const char *text, uint64_t *out_ms);
-
-/* Splits "host:port", ":port" or "[v6]:port" into host (empty for ":port") and port. Returns 0 or
- * KP_EINVAL. */
-int kp_split_host_port(const char *addr, char *host, size_t host_cap, int *port);
+/* The Go duration parser (kp_parse_duration_ms) is the flag engine's: src/core/flags.h.
+ * kp_split_host_port is the addresses': src/core/net_addr.h. */
 
 #endif

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define KP_EVENT_ID_MAX 47 /* "<16 hex node id>-<decimal sequence>" fits easily */
-#define KP_USERNAME_MAX 255
+#define KP_USERNAME_MAX 255 /* SPEC: the one username limit (codec, admin, client, events) */
 #define KP_CLIENT_NONCE_MAX 64
 
 /* Room kp_event_to_json() needs for any event the server makes (a validated UTF-8 username

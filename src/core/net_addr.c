@@ -6,7 +6,53 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "flags.h"
 #include "kupool/error.h"
+
+int kp_split_host_port(const char *addr, char *host, size_t host_cap, int *port)
+{
+    if (addr == NULL)
+        return KP_EINVAL;
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL)
+        return KP_EINVAL; /* missing port */
+
+    const char *host_start;
+    const char *host_end;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        /* "[v6]:port" exactly: "[::1]", "[::1]x:1" and "[::1]:1:2" all fail here. */
+        if (close == NULL || close + 1 != colon)
+            return KP_EINVAL;
+        host_start = addr + 1;
+        host_end = close;
+        if (memchr(host_start, '[', (size_t)(host_end - host_start)) != NULL)
+            return KP_EINVAL;
+    } else {
+        host_start = addr;
+        host_end = colon;
+        size_t n = (size_t)(host_end - host_start);
+        /* Several colons without brackets: an IPv6 literal whose port cannot be told apart. */
+        if (memchr(host_start, ':', n) != NULL || memchr(host_start, '[', n) != NULL ||
+            memchr(host_start, ']', n) != NULL)
+            return KP_EINVAL;
+    }
+
+    uint64_t port_value;
+    if (kp_parse_decimal(colon + 1, 65535, &port_value) != NULL)
+        return KP_EINVAL;
+
+    size_t host_len = (size_t)(host_end - host_start);
+    if (host != NULL) {
+        if (host_len >= host_cap)
+            return KP_EINVAL;
+        memcpy(host, host_start, host_len);
+        host[host_len] = '\0';
+    }
+    if (port != NULL)
+        *port = (int)port_value;
+    return 0;
+}
 
 int kp_resolve_listen(const char *host, int port, struct sockaddr_storage *out)
 {

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
 
@@ -31,8 +32,6 @@ struct kp_consumer {
     unsigned long die_after_commit;
 };
 
-static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
-
 static void sleep_ms(uint64_t ms)
 {
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -41,7 +40,7 @@ static void sleep_ms(uint64_t ms)
 
 static bool past_deadline(kp_consumer *c)
 {
-    return atomic_load(&c->stopping) && mono_ms() >= atomic_load(&c->drain_deadline_ms);
+    return atomic_load(&c->stopping) && kp_clock_mono_ms() >= atomic_load(&c->drain_deadline_ms);
 }
 
 /* Sleeps for the backoff, in short steps so a stop request is not kept waiting. */
@@ -169,7 +168,7 @@ uint64_t kp_consumer_stop(kp_consumer *c, uint64_t drain_ms)
 {
     if (!c)
         return 0;
-    atomic_store(&c->drain_deadline_ms, mono_ms() + drain_ms);
+    atomic_store(&c->drain_deadline_ms, kp_clock_mono_ms() + drain_ms);
     atomic_store(&c->stopping, true);
     uv_thread_join(&c->thread);
     uint64_t counted = atomic_load(&c->counted);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "kupool/event.h"
 #include "utf8.h"
 
 /* Longest fixed text around a response's id and error string, used to prove KP_RESPONSE_MAX. */
@@ -22,7 +23,6 @@
 _Static_assert(RESPONSE_FIXED_MAX + INT64_DIGITS_MAX + WIRE_STRING_MAX < KP_RESPONSE_MAX,
                "KP_RESPONSE_MAX too small for the longest response line");
 
-#define USERNAME_MAX_BYTES 255
 #define CLIENT_NONCE_MAX_CHARS 64
 
 /* The members a request is made of; each one's value lands in slots[SLOT_...]. */
@@ -80,7 +80,7 @@ static bool authorize_params(const decoder *d, const kp_json_value *slots,
     size_t len;
     const char *s = decode_string(d, name, &len);
     /* The byte check also refuses an escaped U+0000: it is a control character. */
-    if (len < 1 || len > USERNAME_MAX_BYTES || !kp_utf8_text_ok((const unsigned char *)s, len))
+    if (len < 1 || len > KP_USERNAME_MAX || !kp_utf8_text_ok((const unsigned char *)s, len))
         return false;
     out->username = s;
     out->username_len = len;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
 
@@ -55,13 +56,6 @@ static int ensure_scratch(kp_protocol *p, size_t len)
     return 0;
 }
 
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_reply(kp_reply *reply, bool has_id, int64_t id, kp_outcome oc)
 {
     reply->outcome = oc;
@@ -104,7 +98,7 @@ static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_param
     memcpy(ev.client_nonce, sp->client_nonce, sp->client_nonce_len);
     ev.client_nonce[sp->client_nonce_len] = '\0';
     ev.job_id = sp->job_id;
-    ev.ts_ms = wall_clock_ms();
+    ev.ts_ms = kp_clock_wall_ms();
     return p->sink.push(p->sink.ctx, &ev);
 }
 

@@ -1,4 +1,6 @@
-/* libFuzzer harness: the command line and the KUP_* environment through kp_config_parse().
+/* libFuzzer harness: the command line and the KUP_* environment through kp_config_parse(), that
+ * is through the flag engine (src/core/flags.c: argv in every Go form, the environment overlay,
+ * the value parsers) over the server's table, then the rules between flags.
  *
  * The input is NUL-separated strings. One of the form KUP_NAME=value (NAME among the variables
  * below) sets that variable for this input; every other string is an argument, after

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "backends.h"
+#include "clock.h"
 #include "kupool/error.h"
 
 #define PUBLISH_WAIT_MS 1000
@@ -19,19 +20,6 @@ typedef struct mq_memory {
     kp_event *ring; /* grown on demand up to KP_MQ_MEMORY_CAPACITY */
     size_t cap, head, count;
 } mq_memory;
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 /* Grows the ring (re-linearising it) so `need` events fit; caller holds the lock. */
 static int grow(mq_memory *q, size_t need)
@@ -60,7 +48,7 @@ static int mem_publish(kp_mq *mq, const kp_event *events, size_t n)
     mq_memory *q = (mq_memory *)mq;
     if (n > KP_MQ_MEMORY_CAPACITY)
         return KP_EINVAL;
-    struct timespec until = deadline_in(PUBLISH_WAIT_MS);
+    struct timespec until = kp_clock_mono_deadline(PUBLISH_WAIT_MS);
     pthread_mutex_lock(&q->mu);
     int rc = 0;
     while (q->count + n > KP_MQ_MEMORY_CAPACITY && rc == 0)
@@ -84,7 +72,7 @@ static int mem_publish(kp_mq *mq, const kp_event *events, size_t n)
 static int mem_consume(kp_mq *mq, kp_event *out, size_t cap, size_t *n, int timeout_ms)
 {
     mq_memory *q = (mq_memory *)mq;
-    struct timespec until = deadline_in(timeout_ms);
+    struct timespec until = kp_clock_mono_deadline(timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
     pthread_mutex_lock(&q->mu);
     int rc = 0;
     while (q->count == 0 && rc == 0)

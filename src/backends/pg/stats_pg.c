@@ -49,6 +49,7 @@
 #include <time.h>
 
 #include "backends.h"
+#include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
 
@@ -166,13 +167,6 @@ typedef struct stats_pg {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* libpq's text made fit for one key="value" log field: whitespace runs (its messages span lines
  * and end in "\n") become one space, and `"` and `\` are escaped. When `mask_quoted` is set,
  * whatever libpq quoted is replaced by ***: a DSN parse error quotes the offending fragment,
@@ -273,7 +267,7 @@ static int build_arrays(stats_pg *sp, const kp_event *events, size_t n)
 static void slot_warn(stats_pg *sp, pg_slot *slot, const char *what, const char *pg_msg)
 {
     slot->failing = true;
-    uint64_t now = mono_ms();
+    uint64_t now = kp_clock_mono_ms();
     if (now < slot->warn_after) {
         slot->suppressed++;
         return;
@@ -306,7 +300,7 @@ static const char *result_error(const pg_slot *slot, const PGresult *res)
 static int wait_socket(pg_slot *slot, short events)
 {
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = kp_clock_mono_ms();
         if (now >= slot->deadline_ms) {
             slot->timed_out = true;
             return 0;
@@ -507,7 +501,7 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
  * only logged. */
 static void maybe_prune(stats_pg *sp)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = kp_clock_mono_ms();
     if (now < sp->next_prune)
         return;
     sp->next_prune = now + PRUNE_EVERY_MS;
@@ -565,13 +559,13 @@ static int pg_query(kp_stats *st, const char *username, kp_minute_count **out, s
     *n = 0;
     PGresult *res = NULL;
     pthread_mutex_lock(&sp->query_mu);
-    uint64_t now = mono_ms();
+    uint64_t now = kp_clock_mono_ms();
     int rc = KP_EIO;
     if (now >= sp->reader_retry_at) {
         sp->reader.deadline_ms = now + QUERY_DEADLINE_MS;
         sp->reader.timed_out = false;
         rc = slot_exec(sp, &sp->reader, "kp_query", 1, &username, &res);
-        sp->reader_retry_at = rc != 0 ? mono_ms() + QUERY_BACKOFF_MS : 0;
+        sp->reader_retry_at = rc != 0 ? kp_clock_mono_ms() + QUERY_BACKOFF_MS : 0;
     }
     pthread_mutex_unlock(&sp->query_mu);
     if (rc != 0)

@@ -67,6 +67,7 @@
 #include <time.h>
 
 #include "backends.h"
+#include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
 
@@ -95,13 +96,6 @@ static const char *const side_names[SIDE_COUNT] = {
     [SIDE_CONSUME] = "consume",
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct timeval ms_to_tv(uint64_t ms)
 {
     return (struct timeval){.tv_sec = (time_t)(ms / 1000u), .tv_usec = (long)(ms % 1000u) * 1000L};
@@ -110,7 +104,7 @@ static struct timeval ms_to_tv(uint64_t ms)
 /* Milliseconds left until `deadline`, at least 1 so a library timeout is never "infinite". */
 static uint64_t left_ms(uint64_t deadline)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = kp_clock_mono_ms();
     return deadline > now ? deadline - now : 1;
 }
 
@@ -136,7 +130,7 @@ static void *guard_run(void *arg)
     guard *g = arg;
     pthread_mutex_lock(&g->mu);
     while (!g->stop) {
-        uint64_t now = mono_ms(), next = UINT64_MAX;
+        uint64_t now = kp_clock_mono_ms(), next = UINT64_MAX;
         for (int i = 0; i < SIDE_COUNT; i++) {
             guard_slot *s = &g->slot[i];
             if (!s->armed)
@@ -322,12 +316,12 @@ static int check_reply(amqp_rpc_reply_t reply, const char *what, char *err, size
 static void record_ready(mq_rabbit *r, uint32_t messages)
 {
     atomic_store(&r->ready, (int_fast64_t)messages);
-    atomic_store(&r->ready_at_ms, mono_ms());
+    atomic_store(&r->ready_at_ms, kp_clock_mono_ms());
 }
 
 static bool ready_is_stale(mq_rabbit *r)
 {
-    return mono_ms() - atomic_load(&r->ready_at_ms) >= PENDING_REFRESH_MS;
+    return kp_clock_mono_ms() - atomic_load(&r->ready_at_ms) >= PENDING_REFRESH_MS;
 }
 
 /* Closes a side's connection without a word to the broker (it failed, or the guard shut it). */
@@ -345,7 +339,7 @@ static void link_fail(mq_rabbit *r, link *l, const char *err)
 {
     link_drop(r, l);
     l->failures++;
-    uint64_t now = mono_ms();
+    uint64_t now = kp_clock_mono_ms();
     if (l->last_warn_ms && now - l->last_warn_ms < WARN_EVERY_MS) {
         l->warns_suppressed++;
         return;
@@ -572,7 +566,7 @@ static int read_confirms(mq_rabbit *r, confirm_state *cs, bool wait, uint64_t de
     while (cs->low < cs->n || !wait) {
         amqp_frame_t f;
         struct timeval tv = wait ? ms_to_tv(left_ms(deadline)) : (struct timeval){0, 0};
-        if (wait && mono_ms() >= deadline) {
+        if (wait && kp_clock_mono_ms() >= deadline) {
             snprintf(err, cap, "%zu of %zu publishes not confirmed within %u ms",
                      cs->n - cs->low, cs->n, PUBLISH_DEADLINE_MS);
             return KP_EIO;
@@ -667,7 +661,7 @@ static int rabbit_publish(kp_mq *mq, const kp_event *events, size_t n)
     mq_rabbit *r = (mq_rabbit *)mq;
     if (n == 0)
         return 0;
-    uint64_t deadline = mono_ms() + PUBLISH_DEADLINE_MS;
+    uint64_t deadline = kp_clock_mono_ms() + PUBLISH_DEADLINE_MS;
     char err[ERR_MAX] = "";
     int rc = publish_connection(r, deadline, err, sizeof(err));
     if (rc == 0)
@@ -750,11 +744,11 @@ static int consume_batch(mq_rabbit *r, kp_event *out, size_t cap, size_t *n, int
                          char *err, size_t errcap)
 {
     amqp_connection_state_t conn = r->con.conn;
-    uint64_t first_deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t first_deadline = kp_clock_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     size_t got = 0;
     uint64_t last = 0;
     while (got < cap) {
-        uint64_t now = mono_ms();
+        uint64_t now = kp_clock_mono_ms();
         struct timeval tv = got == 0 && first_deadline > now ? ms_to_tv(first_deadline - now)
                                                             : (struct timeval){0, 0};
         amqp_envelope_t env;
@@ -778,7 +772,7 @@ static int consume_batch(mq_rabbit *r, kp_event *out, size_t cap, size_t *n, int
             break;
         if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             reply.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            int rc = consume_other_frame(r, mono_ms() + CONSUME_GRACE_MS, err, errcap);
+            int rc = consume_other_frame(r, kp_clock_mono_ms() + CONSUME_GRACE_MS, err, errcap);
             if (rc != 0)
                 return rc;
             continue;
@@ -800,9 +794,9 @@ static int consume_attempt(mq_rabbit *r, kp_event *out, size_t cap, size_t *n, i
 {
     int rc = 0;
     if (!r->con.conn)
-        rc = link_connect(r, &r->con, mono_ms() + CONNECT_DEADLINE_MS, err, errcap);
+        rc = link_connect(r, &r->con, kp_clock_mono_ms() + CONNECT_DEADLINE_MS, err, errcap);
     if (rc == 0) {
-        uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) +
+        uint64_t deadline = kp_clock_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) +
                             CONSUME_GRACE_MS;
         guard_arm(&r->guard, SIDE_CONSUME, amqp_get_sockfd(r->con.conn), deadline);
         if (ready_is_stale(r)) {
@@ -824,10 +818,10 @@ static int rabbit_consume(kp_mq *mq, kp_event *out, size_t cap, size_t *n, int t
     *n = 0;
     char err[ERR_MAX] = "";
     bool had_conn = r->con.conn != NULL, tripped = false;
-    uint64_t start = mono_ms();
+    uint64_t start = kp_clock_mono_ms();
     int rc = consume_attempt(r, out, cap, n, timeout_ms, err, sizeof(err), &tripped);
     if (rc != 0 && rc != KP_ENOMEM && had_conn && !tripped &&
-        mono_ms() - start < IDLE_LOSS_MS) {
+        kp_clock_mono_ms() - start < IDLE_LOSS_MS) {
         /* A connection that died while idle (the broker restarted) shows only when it is used:
          * replace it within this call, as publish does. Only a fast failure is retried, so a
          * call takes at most IDLE_LOSS_MS more than one attempt's deadline. */
@@ -859,7 +853,7 @@ static int rabbit_ack(kp_mq *mq)
     r->last_tag = 0;
     if (!r->con.conn || r->last_tag_gen != r->con.generation)
         return KP_EIO; /* those deliveries died with their channel and come back */
-    guard_arm(&r->guard, SIDE_CONSUME, amqp_get_sockfd(r->con.conn), mono_ms() + ACK_DEADLINE_MS);
+    guard_arm(&r->guard, SIDE_CONSUME, amqp_get_sockfd(r->con.conn), kp_clock_mono_ms() + ACK_DEADLINE_MS);
     int st = amqp_basic_ack(r->con.conn, DATA_CHANNEL, tag, 1 /* multiple */);
     bool tripped = guard_disarm(&r->guard, SIDE_CONSUME);
     if (st != AMQP_STATUS_OK || tripped) {
@@ -876,7 +870,7 @@ static int64_t rabbit_pending(kp_mq *mq)
 {
     mq_rabbit *r = (mq_rabbit *)mq;
     uint64_t at = atomic_load(&r->ready_at_ms);
-    if (at == 0 || mono_ms() - at > PENDING_STALE_MS)
+    if (at == 0 || kp_clock_mono_ms() - at > PENDING_STALE_MS)
         return -1;
     return (int64_t)atomic_load(&r->ready);
 }
@@ -887,7 +881,7 @@ static void link_close(mq_rabbit *r, link *l)
 {
     if (!l->conn)
         return;
-    uint64_t deadline = mono_ms() + CLOSE_DEADLINE_MS;
+    uint64_t deadline = kp_clock_mono_ms() + CLOSE_DEADLINE_MS;
     guard_arm(&r->guard, l->side, amqp_get_sockfd(l->conn), deadline);
     rpc_deadline(l->conn, deadline);
     amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
