@@ -16,7 +16,13 @@
  * memory mq; 4096 keeps up (docs/benchmarks.md, scenario c), and RabbitMQ confirms a batch
  * of that size well within its 5 s deadline. */
 #define BATCH_MAX 4096
+/* Events moved to the spool per append job. */
 #define SPOOL_CHUNK 4096
+/* Every job goes through the one `batch` buffer, allocated for SPOOL_CHUNK events: a memory
+ * publish copies up to BATCH_MAX events into it and a spool publish reads up to BATCH_MAX into
+ * it, so BATCH_MAX above SPOOL_CHUNK would overrun it. They are kept equal (not merely ordered)
+ * so that what one append wrote is read back as one publish. */
+_Static_assert(BATCH_MAX == SPOOL_CHUNK, "the worker's batch buffer holds one job of either kind");
 #define FLUSH_MS 20
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
