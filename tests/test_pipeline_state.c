@@ -32,7 +32,8 @@ static const next_row next_rows[] = {
     {"nothing waits", KP_PIPELINE_SERVING, IN(.in_memory = 0), KP_PIPELINE_WAIT, 0},
     {"a few events publish at once", KP_PIPELINE_SERVING, IN(.in_memory = 3),
      KP_PIPELINE_PUBLISH_MEMORY, 3},
-    {"a publish takes at most one batch", KP_PIPELINE_SERVING, IN_UNBOUNDED(.in_memory = BATCH + 5), KP_PIPELINE_PUBLISH_MEMORY, BATCH},
+    {"a publish takes at most one batch", KP_PIPELINE_SERVING,
+     IN_UNBOUNDED(.in_memory = BATCH + 5), KP_PIPELINE_PUBLISH_MEMORY, BATCH},
     {"one job at a time", KP_PIPELINE_SERVING, IN(.job_running = true, .in_memory = 50),
      KP_PIPELINE_WAIT, 0},
     {"a failed publish waits for its retry", KP_PIPELINE_SERVING,
@@ -67,7 +68,8 @@ static const next_row next_rows[] = {
      .spool_paused = true, .backing_off = true, .in_memory = BOUND + 30), KP_PIPELINE_WAIT, 0},
 
     /* draining */
-    {"drained when nothing waits", KP_PIPELINE_DRAINING, IN(.in_memory = 0), KP_PIPELINE_FINISH_DRAIN, 0},
+    {"drained when nothing waits", KP_PIPELINE_DRAINING, IN(.in_memory = 0),
+     KP_PIPELINE_FINISH_DRAIN, 0},
     {"draining waits for the job in flight", KP_PIPELINE_DRAINING, IN(.job_running = true),
      KP_PIPELINE_WAIT, 0},
     {"draining publishes memory", KP_PIPELINE_DRAINING, IN(.in_memory = 5),
