@@ -1,5 +1,11 @@
 /* The RabbitMQ mq (`-mq rabbit -mq_url amqp://... -mq_queue NAME`, SPEC §3 and §6).
  *
+ * Why this file is over 600 lines: it is one backend whose publishing and consuming sides share
+ * the connection code (connect, login, declare, drop, the failure warnings) and the broker-reply
+ * helpers, all over the one private struct; split in two, each half would need that struct and
+ * those helpers behind a header. The generic part, the deadline watchdog, is its own file
+ * (guard.c); the rest is specific to AMQP and reads best in order, top to bottom.
+ *
  * Messages: one per event, the SPEC §3 JSON as the body, published to the default exchange with
  * the queue's name as routing key; persistent (delivery_mode 2), content_type application/json,
  * message_id = event_id. The queue is declared durable (not exclusive, not auto-delete, no
