@@ -1,7 +1,9 @@
 /* The message-queue backend vtable (SPEC §3).
  *
  * An implementation embeds `kp_mq` as its first member and is built by a constructor of the form
- * `int kp_mq_NAME_open(const kp_config *cfg, kp_mq **out)`; src/backends.c maps `-mq NAME` to it.
+ * `int kp_mq_NAME_open(const kp_config *cfg, kp_mq **out)`; src/backends/backends.c maps `-mq NAME`
+ * to it and refuses (KP_EINVAL) a vtable whose version is not KP_MQ_VERSION or whose mandatory
+ * slot is NULL: `name`, `publish`, `consume`, `ack` and `free` are mandatory, `pending` is not.
  *
  * Threads: `publish` runs on a libuv worker thread (one call at a time, batches in order);
  * `consume` and `ack` run on the consumer thread; `pending` on any thread; `free` on the loop

@@ -1,8 +1,10 @@
 /* The statistics-store backend vtable: per (username, UTC minute) submit counts (SPEC §3).
  *
  * An implementation embeds `kp_stats` as its first member and is built by a constructor of the
- * form `int kp_stats_NAME_open(const kp_config *cfg, kp_stats **out)`; src/backends.c maps
- * `-store NAME` to it.
+ * form `int kp_stats_NAME_open(const kp_config *cfg, kp_stats **out)`; src/backends/backends.c
+ * maps `-store NAME` to it and refuses (KP_EINVAL) a vtable whose version is not
+ * KP_STATS_VERSION or whose mandatory slot is NULL: `name`, `record`, `query` and `free` are
+ * mandatory, `evictions` is not.
  *
  * Threads: `record` runs on the consumer thread only; `query` may run on any thread, concurrently
  * with `record`; `free` runs after the consumer has stopped. */

@@ -5,33 +5,23 @@
 
 #include "kupool/error.h"
 #include "log.h"
+#include "pipeline_state.h"
 #include "spool.h"
 
 #define MODULE "pipeline"
 
-/* A batch this large is handed to a worker at once; smaller ones wait for the flush timer, so
- * a trickle of submits still costs one worker round trip per FLUSH_MS, not one per event. One
- * job is in flight at a time and a busy loop completes about one job per iteration, so the
- * batch bounds the publish rate: at 1024 a loop answering ~450k submits/s fell behind even the
- * memory mq; 4096 keeps up (docs/benchmarks.md, scenario c), and RabbitMQ confirms a batch
- * of that size well within its 5 s deadline. */
-#define BATCH_MAX 4096
-#define SPOOL_CHUNK 4096
+/* The decisions (which job next, which phase after what) are in pipeline_state.c; this file
+ * carries them out: it owns the memory array, the worker job, the timers and the logs. */
 #define FLUSH_MS 20
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-
-typedef enum job_kind {
-    JOB_PUBLISH_MEMORY, /* publish the oldest events of the memory array */
-    JOB_PUBLISH_SPOOL,  /* read the oldest spooled events, publish them, commit the offset */
-    JOB_SPOOL_APPEND    /* move the oldest events of the memory array into the spool */
-} job_kind;
 
 struct kp_pipeline {
     uv_loop_t *loop;
     kp_mq *mq;
     kp_spool *spool; /* NULL without a spool dir */
     size_t memory_bound;
+    kp_pipeline_phase phase;
 
     /* pending[head..tail) wait in memory, oldest first. Owned by the loop thread. Events leave
      * (head advances) only when a worker job that copied them has succeeded. */
@@ -39,32 +29,26 @@ struct kp_pipeline {
     size_t head, tail, cap;
     uint64_t spooled; /* events in the spool file, all older than pending[] */
 
-    /* The worker job. While `in_flight` the worker owns `batch` and the spool; the loop
-     * touches them only in after_work. */
+    /* The worker job. While `job` is not KP_PIPELINE_WAIT the worker owns `batch` and the
+     * spool; the loop touches them only in after_job. */
     uv_work_t work;
-    job_kind kind;
-    kp_event *batch; /* SPOOL_CHUNK events */
+    kp_pipeline_action_kind job;      /* the job in flight; KP_PIPELINE_WAIT when none */
+    kp_pipeline_action_kind last_job; /* the last job started, for appends' and publishes' turns */
+    kp_event *batch;                  /* KP_PIPELINE_SPOOL_CHUNK events */
     size_t batch_len;
-    size_t batch_skipped; /* spool lines that did not parse (JOB_PUBLISH_SPOOL) */
+    size_t batch_skipped; /* spool lines that did not parse (KP_PIPELINE_PUBLISH_SPOOL) */
     int batch_status;
-    bool in_flight;
-    bool retry_armed; /* a publish failed; the next one waits for retry_timer */
-    uint64_t backoff_ms;
+    uint64_t backoff_ms;      /* 0 while publishing works; else the last retry delay */
+    uint64_t spool_retry_at;  /* loop time before which a failed spool is not tried again */
 
     uv_timer_t flush_timer;
-    uv_timer_t retry_timer;
+    uv_timer_t retry_timer; /* active while a failed publish waits for its retry */
     uv_timer_t drain_timer;
+    int handles_open;
 
     kp_pipeline_drained_cb drained;
     void *drained_arg;
-    bool draining;
-    bool drain_done; /* the drained callback ran: nothing is dispatched or retried any more */
-    bool give_up; /* draining and the mq failed or time ran out: spool instead of publishing */
-    bool appended_last; /* the last job was a spool append: a publish may go next */
-    uint64_t spool_retry_at; /* loop time before which a failed spool is not tried again */
-    bool closing;
-    bool warned_spooling;
-    int handles_open;
+    bool warned_spooling; /* the "spooling to disk" warning is logged once per run */
 
     kp_pipeline_stats stats;
 };
@@ -75,7 +59,7 @@ static void maybe_dispatch(kp_pipeline *pl);
 
 static void free_if_done(kp_pipeline *pl)
 {
-    if (pl->closing && pl->handles_open == 0 && !pl->in_flight) {
+    if (pl->phase == KP_PIPELINE_CLOSED && pl->handles_open == 0 && pl->job == KP_PIPELINE_WAIT) {
         kp_spool_close(pl->spool);
         free(pl->pending);
         free(pl->batch);
@@ -90,18 +74,22 @@ static void on_handle_closed(uv_handle_t *h)
     free_if_done(pl);
 }
 
-static void finish_drain(kp_pipeline *pl, int status)
+/* Moves the phase on after `ev`; when that ends the drain, calls the drained callback once with
+ * `drain_status`. The callback may close the pipeline: callers return right after a drain ends. */
+static void phase_event(kp_pipeline *pl, kp_pipeline_event ev, int drain_status)
 {
-    if (!pl->drained)
+    kp_pipeline_phase before = pl->phase;
+    kp_pipeline_facts facts = {.have_spool = pl->spool != NULL, .mq_failing = pl->backoff_ms > 0};
+    pl->phase = kp_pipeline_phase_after(before, ev, facts);
+    if (pl->phase != KP_PIPELINE_DRAINED || before == KP_PIPELINE_DRAINED || !pl->drained)
         return;
     kp_pipeline_drained_cb cb = pl->drained;
     pl->drained = NULL;
-    pl->drain_done = true;
     uv_timer_stop(&pl->drain_timer);
     /* An armed retry would keep the loop, hence the shutdown, alive for up to BACKOFF_MAX_MS
      * after everything was already published or spooled. */
     uv_timer_stop(&pl->retry_timer);
-    cb(status, pl->drained_arg);
+    cb(drain_status, pl->drained_arg);
 }
 
 /* ---- worker side: touches only the batch, the mq and the spool ---- */
@@ -109,32 +97,30 @@ static void finish_drain(kp_pipeline *pl, int status)
 static void run_job(uv_work_t *req)
 {
     kp_pipeline *pl = req->data;
-    switch (pl->kind) {
-    case JOB_PUBLISH_MEMORY:
+    switch (pl->job) {
+    case KP_PIPELINE_PUBLISH_MEMORY:
         pl->batch_status = kp_mq_publish(pl->mq, pl->batch, pl->batch_len);
         break;
-    case JOB_PUBLISH_SPOOL:
-        pl->batch_status = kp_spool_read(pl->spool, pl->batch, BATCH_MAX, &pl->batch_len,
-                                         &pl->batch_skipped);
+    case KP_PIPELINE_PUBLISH_SPOOL:
+        pl->batch_status = kp_spool_read(pl->spool, pl->batch, KP_PIPELINE_BATCH_MAX,
+                                         &pl->batch_len, &pl->batch_skipped);
         if (pl->batch_status == 0 && pl->batch_len)
             pl->batch_status = kp_mq_publish(pl->mq, pl->batch, pl->batch_len);
         if (pl->batch_status == 0)
             pl->batch_status = kp_spool_commit(pl->spool);
         break;
-    case JOB_SPOOL_APPEND:
+    case KP_PIPELINE_SPOOL_APPEND:
         pl->batch_status = kp_spool_append(pl->spool, pl->batch, pl->batch_len);
         break;
+    case KP_PIPELINE_WAIT:
+    case KP_PIPELINE_FINISH_DRAIN:
+        break; /* not jobs: never queued */
     }
 }
 
 /* ---- loop side ---- */
 
-static void on_retry(uv_timer_t *t)
-{
-    kp_pipeline *pl = t->data;
-    pl->retry_armed = false;
-    maybe_dispatch(pl);
-}
+static void on_retry(uv_timer_t *t) { maybe_dispatch(t->data); }
 
 static void publish_failed(kp_pipeline *pl, int rc)
 {
@@ -146,12 +132,9 @@ static void publish_failed(kp_pipeline *pl, int rc)
     KP_WARN(MODULE, "publish failed; retrying", KP_STR("mq", pl->mq->name),
             KP_QSTR("error", kp_strerror(rc)), KP_UINT("waiting", waiting),
             KP_UINT("spooled", pl->spooled), KP_UINT("retry_ms", pl->backoff_ms));
-    if (pl->draining && pl->spool)
-        pl->give_up = true; /* shutting down: spool the rest now rather than wait */
-    if (pl->drain_done)
-        return; /* a job that outlived a timed-out drain: nobody waits for a retry */
-    pl->retry_armed = true;
-    uv_timer_start(&pl->retry_timer, on_retry, pl->backoff_ms, 0);
+    phase_event(pl, KP_PIPELINE_PUBLISH_FAILED, 0);
+    if (kp_pipeline_retries(pl->phase))
+        uv_timer_start(&pl->retry_timer, on_retry, pl->backoff_ms, 0);
 }
 
 static void publish_succeeded(kp_pipeline *pl, size_t n)
@@ -174,14 +157,15 @@ static void consume_memory(kp_pipeline *pl, size_t n)
 static void after_job(uv_work_t *req, int status)
 {
     kp_pipeline *pl = req->data;
-    pl->in_flight = false;
+    kp_pipeline_action_kind job = pl->job;
+    pl->job = KP_PIPELINE_WAIT;
     int rc = status == UV_ECANCELED ? KP_ECLOSED : pl->batch_status;
-    if (pl->closing) {
+    if (pl->phase == KP_PIPELINE_CLOSED) {
         free_if_done(pl);
         return;
     }
-    switch (pl->kind) {
-    case JOB_PUBLISH_MEMORY:
+    switch (job) {
+    case KP_PIPELINE_PUBLISH_MEMORY:
         if (rc == 0) {
             consume_memory(pl, pl->batch_len);
             publish_succeeded(pl, pl->batch_len);
@@ -189,7 +173,7 @@ static void after_job(uv_work_t *req, int status)
             publish_failed(pl, rc);
         }
         break;
-    case JOB_PUBLISH_SPOOL:
+    case KP_PIPELINE_PUBLISH_SPOOL:
         if (pl->batch_skipped) {
             pl->stats.spool_errors += pl->batch_skipped;
             KP_ERROR(MODULE, "unreadable spool lines skipped", KP_UINT("count", pl->batch_skipped));
@@ -205,7 +189,7 @@ static void after_job(uv_work_t *req, int status)
             publish_failed(pl, rc);
         }
         break;
-    case JOB_SPOOL_APPEND:
+    case KP_PIPELINE_SPOOL_APPEND:
         if (rc == 0) {
             consume_memory(pl, pl->batch_len);
             pl->spooled += pl->batch_len;
@@ -217,68 +201,64 @@ static void after_job(uv_work_t *req, int status)
             }
         } else {
             pl->stats.spool_errors++;
-            if (pl->draining) {
-                finish_drain(pl, KP_EIO);
-                return;
-            }
+            phase_event(pl, KP_PIPELINE_APPEND_FAILED, KP_EIO);
+            if (pl->phase != KP_PIPELINE_SERVING)
+                return; /* the drain ended: nothing else could hold these events */
             /* Keep the events in memory, over the bound, and try the disk again later. */
             pl->spool_retry_at = uv_now(pl->loop) + BACKOFF_MAX_MS;
         }
+        break;
+    case KP_PIPELINE_WAIT:
+    case KP_PIPELINE_FINISH_DRAIN:
         break;
     }
     maybe_dispatch(pl);
 }
 
-static void start_job(kp_pipeline *pl, job_kind kind, size_t n)
+static void start_job(kp_pipeline *pl, kp_pipeline_action_kind job, size_t n)
 {
-    pl->kind = kind;
+    pl->last_job = job;
     pl->batch_len = n;
     pl->batch_skipped = 0;
-    if (kind != JOB_PUBLISH_SPOOL)
+    if (job != KP_PIPELINE_PUBLISH_SPOOL)
         memcpy(pl->batch, pl->pending + pl->head, n * sizeof(kp_event));
+    pl->job = job; /* before queueing: the worker reads it */
     pl->work.data = pl;
     if (uv_queue_work(pl->loop, &pl->work, run_job, after_job) != 0) {
-        pl->retry_armed = true;
+        pl->job = KP_PIPELINE_WAIT;
         uv_timer_start(&pl->retry_timer, on_retry, BACKOFF_MIN_MS, 0);
-        return;
     }
-    pl->in_flight = true;
 }
 
-/* Picks the next worker job: spool what is over the bound (or everything, when giving up),
- * else publish the oldest events, spooled ones first. */
+/* Asks pipeline_state.c what to do now and does it. */
 static void maybe_dispatch(kp_pipeline *pl)
 {
-    if (pl->in_flight || pl->closing || pl->drain_done)
+    kp_pipeline_inputs in = {
+        .job_running = pl->job != KP_PIPELINE_WAIT,
+        .backing_off = uv_is_active((uv_handle_t *)&pl->retry_timer),
+        .have_spool = pl->spool != NULL,
+        .spool_paused = uv_now(pl->loop) < pl->spool_retry_at,
+        .appended_last = pl->last_job == KP_PIPELINE_SPOOL_APPEND,
+        .in_memory = pending_len(pl),
+        .spooled = pl->spooled,
+        .memory_bound = pl->memory_bound,
+    };
+    kp_pipeline_action next = kp_pipeline_next(pl->phase, &in);
+    switch (next.kind) {
+    case KP_PIPELINE_WAIT:
         return;
-    size_t n = pending_len(pl);
-    if (pl->draining && n == 0 && (pl->spooled == 0 || pl->give_up)) {
+    case KP_PIPELINE_FINISH_DRAIN:
         if (pl->spooled)
             KP_WARN(MODULE, "events left in the spool for the next start",
                     KP_UINT("spooled", pl->spooled), KP_STR("mq", pl->mq->name));
-        finish_drain(pl, 0);
+        phase_event(pl, KP_PIPELINE_DRAIN_FINISHED, 0);
+        return;
+    case KP_PIPELINE_PUBLISH_MEMORY:
+    case KP_PIPELINE_PUBLISH_SPOOL:
+    case KP_PIPELINE_SPOOL_APPEND:
+        start_job(pl, next.kind, next.count);
         return;
     }
-    bool over = n > pl->memory_bound || (pl->give_up && n > 0);
-    bool want_append = pl->spool && over && uv_now(pl->loop) >= pl->spool_retry_at;
-    bool can_publish = !pl->retry_armed && !pl->give_up && (pl->spooled > 0 || n > 0);
-    /* Appends and publishes take turns while both are due: under a sustained overload with a
-     * healthy mq, appends alone would keep winning and nothing would ever be published. Memory
-     * then overshoots its bound by at most what arrives during one publish. */
-    if (want_append && !(can_publish && pl->appended_last)) {
-        size_t k = pl->give_up ? n : n - pl->memory_bound;
-        pl->appended_last = true;
-        start_job(pl, JOB_SPOOL_APPEND, k < SPOOL_CHUNK ? k : SPOOL_CHUNK);
-        return;
-    }
-    if (!can_publish)
-        return;
-    pl->appended_last = false;
-    if (pl->spooled > 0) {
-        start_job(pl, JOB_PUBLISH_SPOOL, 0);
-        return;
-    }
-    start_job(pl, JOB_PUBLISH_MEMORY, n < BATCH_MAX ? n : BATCH_MAX);
 }
 
 static void on_flush(uv_timer_t *t) { maybe_dispatch(t->data); }
@@ -289,13 +269,15 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     kp_pipeline *pl = calloc(1, sizeof(*pl));
     if (!pl)
         return KP_ENOMEM;
-    pl->batch = malloc(SPOOL_CHUNK * sizeof(kp_event));
+    pl->batch = malloc(KP_PIPELINE_SPOOL_CHUNK * sizeof(kp_event));
     if (!pl->batch) {
         free(pl);
         return KP_ENOMEM;
     }
     pl->loop = loop;
     pl->mq = mq;
+    pl->phase = KP_PIPELINE_SERVING;
+    pl->job = pl->last_job = KP_PIPELINE_WAIT;
     pl->memory_bound = opts && opts->memory_bound ? opts->memory_bound : KP_PIPELINE_MEMORY_BOUND;
     if (opts && opts->spool_dir && opts->spool_dir[0]) {
         int rc = kp_spool_open(opts->spool_dir, &pl->spool, &pl->spooled);
@@ -349,7 +331,7 @@ int kp_pipeline_push(kp_pipeline *pl, const kp_event *ev)
         return KP_ENOMEM;
     pl->pending[pl->tail++] = *ev;
     pl->stats.accepted++;
-    if (pending_len(pl) >= BATCH_MAX)
+    if (pending_len(pl) >= KP_PIPELINE_BATCH_MAX)
         maybe_dispatch(pl);
     else if (!uv_is_active((uv_handle_t *)&pl->flush_timer))
         uv_timer_start(&pl->flush_timer, on_flush, FLUSH_MS, 0);
@@ -359,22 +341,17 @@ int kp_pipeline_push(kp_pipeline *pl, const kp_event *ev)
 static void on_drain_timeout(uv_timer_t *t)
 {
     kp_pipeline *pl = t->data;
-    pl->give_up = true;
-    if (!pl->spool) {
-        finish_drain(pl, KP_ETIMEDOUT);
-        return;
-    }
-    maybe_dispatch(pl); /* spools the rest, or after the job in flight returns */
+    phase_event(pl, KP_PIPELINE_DRAIN_DEADLINE, KP_ETIMEDOUT);
+    if (pl->phase == KP_PIPELINE_DRAIN_TO_SPOOL)
+        maybe_dispatch(pl); /* spools the rest, or after the job in flight returns */
 }
 
 void kp_pipeline_drain(kp_pipeline *pl, uint64_t timeout_ms, kp_pipeline_drained_cb done,
                        void *arg)
 {
-    pl->draining = true;
     pl->drained = done;
     pl->drained_arg = arg;
-    if (pl->backoff_ms && pl->spool)
-        pl->give_up = true; /* the mq is already failing: spool now */
+    phase_event(pl, KP_PIPELINE_DRAIN_STARTED, 0);
     uv_timer_stop(&pl->flush_timer);
     uv_timer_start(&pl->drain_timer, on_drain_timeout, timeout_ms, 0);
     maybe_dispatch(pl);
@@ -391,9 +368,9 @@ kp_pipeline_stats kp_pipeline_get_stats(const kp_pipeline *pl)
 
 void kp_pipeline_close(kp_pipeline *pl)
 {
-    if (!pl || pl->closing)
+    if (!pl || pl->phase == KP_PIPELINE_CLOSED)
         return;
-    pl->closing = true;
+    pl->phase = kp_pipeline_phase_after(pl->phase, KP_PIPELINE_CLOSE, (kp_pipeline_facts){0});
     pl->drained = NULL;
     uv_close((uv_handle_t *)&pl->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&pl->retry_timer, on_handle_closed);

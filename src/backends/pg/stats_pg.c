@@ -11,8 +11,8 @@
  * only the ids that insert returns (new ones) are aggregated per (username, minute) and added to
  * `submissions` with ON CONFLICT DO UPDATE. Either both tables change or neither, so a batch that
  * is redelivered after a crash, or retried after a lost commit reply, adds nothing the second
- * time. Processed ids older than PRUNE_AGE are deleted, in chunks, at most every PRUNE_EVERY_MS:
- * a redelivery later than PRUNE_AGE would be counted again.
+ * time. Processed ids older than KP_PG_PRUNE_AGE are deleted, in chunks, at most every
+ * PRUNE_EVERY_MS: a redelivery later than that would be counted again.
  *
  * The arrays travel as text-format array literals with every element quoted, so no username
  * (any UTF-8 without control characters: spaces, quotes, braces, commas, "NULL") can change the
@@ -37,7 +37,6 @@
  * so a queue of them against a dead database empties quickly instead of each waiting its own
  * deadline. The writer keeps libpq's blocking calls (connect_timeout and keepalives bound
  * them); it has its own thread and retries with backoff. */
-#include <inttypes.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -52,88 +51,21 @@
 #include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
+#include "pg_sql.h"
 
 #define MODULE "stats.pg"
 
-#define PRUNE_AGE "24 hours"              /* how long an event_id is remembered */
 #define PRUNE_EVERY_MS (5u * 60u * 1000u) /* how often old ids are pruned */
-#define PRUNE_CHUNK 100000                /* ids deleted per prune statement */
 #define WARN_EVERY_MS 10000u              /* one failure warning per slot per 10 s */
-#define SCHEMA_LOCK_KEY "4242001"         /* pg_advisory_xact_lock key for CREATE TABLE */
 #define QUERY_DEADLINE_MS 5000u           /* one query() call, connecting included */
 #define QUERY_BACKOFF_MS 1000u            /* after a failed query(), fail at once this long */
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
-/* ---- SQL ---------------------------------------------------------------------------------- */
-
-static const char SQL_SCHEMA_PRESENT[] =
-    "SELECT to_regclass('submissions') IS NOT NULL"
-    " AND to_regclass('kupool_processed_events') IS NOT NULL"
-    " AND to_regclass('kupool_processed_events_processed_at_idx') IS NOT NULL";
-
-/* Checked first so a role without CREATE privilege works once the tables exist; the advisory
- * lock keeps two connections (or daemons) creating at once from colliding in the catalog. */
-static const char SQL_SCHEMA_CREATE[] =
-    "BEGIN;"
-    "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
-    "CREATE TABLE IF NOT EXISTS submissions ("
-    " username VARCHAR(255), timestamp TIMESTAMP, submission_count INT,"
-    " PRIMARY KEY (username, timestamp));"
-    "CREATE TABLE IF NOT EXISTS kupool_processed_events ("
-    " event_id TEXT PRIMARY KEY, processed_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-    "CREATE INDEX IF NOT EXISTS kupool_processed_events_processed_at_idx"
-    " ON kupool_processed_events (processed_at);"
-    "COMMIT";
-
-/* $1 event_ids, $2 usernames, $3 minutes as Unix seconds: parallel arrays, one entry per event.
- * DISTINCT ON makes an id repeated inside the batch count once; the ORDER BYs make concurrent
- * writers take row locks in the same order. `timestamp` holds the UTC wall-clock minute whatever
- * the session's TimeZone. */
-static const char SQL_RECORD[] =
-    "WITH batch AS ("
-    " SELECT DISTINCT ON (event_id) event_id, username, minute"
-    " FROM unnest($1::text[], $2::text[], $3::int8[]) AS b(event_id, username, minute)),"
-    " fresh AS ("
-    " INSERT INTO kupool_processed_events (event_id)"
-    " SELECT event_id FROM batch ORDER BY event_id"
-    " ON CONFLICT (event_id) DO NOTHING"
-    " RETURNING event_id),"
-    " counts AS ("
-    " SELECT batch.username, batch.minute, count(*) AS n"
-    " FROM batch JOIN fresh USING (event_id)"
-    " GROUP BY batch.username, batch.minute)"
-    " INSERT INTO submissions (username, timestamp, submission_count)"
-    " SELECT username, to_timestamp(minute) AT TIME ZONE 'UTC', n FROM counts"
-    " ORDER BY username, minute"
-    " ON CONFLICT (username, timestamp) DO UPDATE"
-    " SET submission_count = submissions.submission_count + EXCLUDED.submission_count";
-
-static const char SQL_PRUNE[] =
-    "DELETE FROM kupool_processed_events WHERE event_id IN ("
-    " SELECT event_id FROM kupool_processed_events"
-    " WHERE processed_at < now() - interval '" PRUNE_AGE "'"
-    " ORDER BY processed_at LIMIT " STR(PRUNE_CHUNK) ")";
-
-static const char SQL_QUERY[] =
-    "SELECT EXTRACT(EPOCH FROM timestamp)::int8, submission_count::int8"
-    " FROM submissions WHERE username = $1 ORDER BY timestamp";
-
 /* ---- types -------------------------------------------------------------------------------- */
-
-typedef struct pg_stmt {
-    const char *name;
-    const char *sql;
-} pg_stmt;
-
-static const pg_stmt RECORD_STMTS[] = {{"kp_record", SQL_RECORD}, {"kp_prune", SQL_PRUNE}};
-static const pg_stmt QUERY_STMTS[] = {{"kp_query", SQL_QUERY}};
 
 /* One connection and the statements it prepares. */
 typedef struct pg_slot {
     const char *role; /* "record" or "query", for logs */
-    const pg_stmt *stmts;
+    const kp_pg_stmt *stmts;
     size_t nstmts;
     PGconn *conn;         /* NULL, or connected, idle, schema checked, statements prepared */
     bool failing;         /* the last attempt failed: say so when it works again */
@@ -143,12 +75,6 @@ typedef struct pg_slot {
     bool timed_out;       /* the current call ran out of deadline_ms */
 } pg_slot;
 
-/* A growing text buffer, kept between calls so steady-state batches allocate nothing. */
-typedef struct text_buf {
-    char *p;
-    size_t len, cap;
-} text_buf;
-
 typedef struct stats_pg {
     kp_stats parent; /* first: a kp_stats * is a stats_pg * */
     PQconninfoOption *opts; /* the parsed -pg_dsn; owns the strings `values` points to */
@@ -157,7 +83,7 @@ typedef struct stats_pg {
     char target[256]; /* host, port, dbname and user for logs: never the password */
 
     pg_slot writer; /* record(): the consumer thread only */
-    text_buf ids, users, minutes;
+    kp_pg_arrays arrays; /* the batch's parameters, kept between calls */
     uint64_t next_prune; /* monotonic ms */
 
     pthread_mutex_t query_mu; /* guards `reader` and `reader_retry_at` */
@@ -202,63 +128,6 @@ static void log_text(const char *msg, bool mask_quoted, char *buf, size_t cap)
         buf[w++] = (char)c;
     }
     buf[w] = '\0';
-}
-
-static int tb_reserve(text_buf *b, size_t need)
-{
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return KP_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Appends `s` as a double-quoted array element: inside quotes only `"` and `\` are special. The
- * caller reserved 2 * strlen(s) + 3 bytes. */
-static void tb_put_quoted(text_buf *b, const char *s)
-{
-    b->p[b->len++] = '"';
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            b->p[b->len++] = '\\';
-        b->p[b->len++] = *s;
-    }
-    b->p[b->len++] = '"';
-}
-
-/* Builds the three array literals of a batch. Bounds are fixed by kp_event's field sizes, so
- * each buffer is reserved once. */
-static int build_arrays(stats_pg *sp, const kp_event *events, size_t n)
-{
-    if (tb_reserve(&sp->ids, n * (2 * KP_EVENT_ID_MAX + 4) + 3) != 0 ||
-        tb_reserve(&sp->users, n * (2 * KP_USERNAME_MAX + 4) + 3) != 0 ||
-        tb_reserve(&sp->minutes, n * 22 + 3) != 0)
-        return KP_ENOMEM;
-    sp->ids.len = sp->users.len = sp->minutes.len = 0;
-    sp->ids.p[sp->ids.len++] = '{';
-    sp->users.p[sp->users.len++] = '{';
-    sp->minutes.p[sp->minutes.len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0) {
-            sp->ids.p[sp->ids.len++] = ',';
-            sp->users.p[sp->users.len++] = ',';
-            sp->minutes.p[sp->minutes.len++] = ',';
-        }
-        tb_put_quoted(&sp->ids, events[i].event_id);
-        tb_put_quoted(&sp->users, events[i].username);
-        sp->minutes.len += (size_t)snprintf(sp->minutes.p + sp->minutes.len, 22, "%" PRId64,
-                                            kp_event_minute(&events[i]));
-    }
-    memcpy(sp->ids.p + sp->ids.len, "}", 2);
-    memcpy(sp->users.p + sp->users.len, "}", 2);
-    memcpy(sp->minutes.p + sp->minutes.len, "}", 2);
-    return 0;
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -346,7 +215,7 @@ static PGresult *run_sql(pg_slot *slot, const char *sql)
     return PQsendQuery(slot->conn, sql) ? await_result(slot) : NULL;
 }
 
-static PGresult *run_prepare(pg_slot *slot, const pg_stmt *stmt)
+static PGresult *run_prepare(pg_slot *slot, const kp_pg_stmt *stmt)
 {
     if (!slot->deadline_ms)
         return PQprepare(slot->conn, stmt->name, stmt->sql, 0, NULL);
@@ -399,9 +268,9 @@ static bool exec_ok(stats_pg *sp, pg_slot *slot, const char *sql, bool *value, c
 static bool setup(stats_pg *sp, pg_slot *slot)
 {
     bool present = false;
-    if (!exec_ok(sp, slot, SQL_SCHEMA_PRESENT, &present, "cannot check tables"))
+    if (!exec_ok(sp, slot, KP_PG_SQL_SCHEMA_PRESENT, &present, "cannot check tables"))
         return false;
-    if (!present && !exec_ok(sp, slot, SQL_SCHEMA_CREATE, NULL, "cannot create tables"))
+    if (!present && !exec_ok(sp, slot, KP_PG_SQL_SCHEMA_CREATE, NULL, "cannot create tables"))
         return false;
     for (size_t i = 0; i < slot->nstmts; i++) {
         PGresult *res = run_prepare(slot, &slot->stmts[i]);
@@ -496,7 +365,7 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
 
 /* ---- the slots ---------------------------------------------------------------------------- */
 
-/* Forgets event_ids older than PRUNE_AGE, one chunk at a time; runs again at the next batch
+/* Forgets event_ids older than KP_PG_PRUNE_AGE, one chunk at a time; runs again at the next batch
  * while chunks come back full. The batch it follows is already committed, so a failure here is
  * only logged. */
 static void maybe_prune(stats_pg *sp)
@@ -510,11 +379,11 @@ static void maybe_prune(stats_pg *sp)
         return;
     long deleted = strtol(PQcmdTuples(res), NULL, 10);
     PQclear(res);
-    if (deleted >= PRUNE_CHUNK)
+    if (deleted >= KP_PG_PRUNE_CHUNK)
         sp->next_prune = now;
     if (deleted > 0)
         KP_DEBUG(MODULE, "pruned processed event ids", KP_INT("deleted", deleted),
-                 KP_QSTR("older_than", PRUNE_AGE));
+                 KP_QSTR("older_than", KP_PG_PRUNE_AGE));
 }
 
 static int pg_record(kp_stats *st, const kp_event *events, size_t n)
@@ -522,10 +391,10 @@ static int pg_record(kp_stats *st, const kp_event *events, size_t n)
     stats_pg *sp = (stats_pg *)st;
     if (n == 0)
         return 0;
-    int rc = build_arrays(sp, events, n);
+    int rc = kp_pg_arrays_build(&sp->arrays, events, n);
     if (rc != 0)
         return rc;
-    const char *params[3] = {sp->ids.p, sp->users.p, sp->minutes.p};
+    const char *params[3] = {sp->arrays.ids.p, sp->arrays.users.p, sp->arrays.minutes.p};
     PGresult *res = NULL;
     rc = slot_exec(sp, &sp->writer, "kp_record", 3, params, &res);
     if (rc != 0)
@@ -581,9 +450,7 @@ static void pg_free(kp_stats *st)
     slot_close(&sp->writer);
     slot_close(&sp->reader);
     pthread_mutex_destroy(&sp->query_mu);
-    free(sp->ids.p);
-    free(sp->users.p);
-    free(sp->minutes.p);
+    kp_pg_arrays_free(&sp->arrays);
     free(sp->keywords);
     free(sp->values);
     PQconninfoFree(sp->opts);
@@ -686,10 +553,10 @@ int kp_stats_pg_open(const kp_config *cfg, kp_stats **out)
     }
     sp->opts = opts;
     pthread_mutex_init(&sp->query_mu, NULL);
-    sp->writer = (pg_slot){.role = "record", .stmts = RECORD_STMTS,
-                           .nstmts = sizeof(RECORD_STMTS) / sizeof(RECORD_STMTS[0])};
-    sp->reader = (pg_slot){.role = "query", .stmts = QUERY_STMTS,
-                           .nstmts = sizeof(QUERY_STMTS) / sizeof(QUERY_STMTS[0])};
+    sp->writer = (pg_slot){.role = "record", .stmts = kp_pg_record_stmts,
+                           .nstmts = KP_PG_RECORD_STMTS};
+    sp->reader = (pg_slot){.role = "query", .stmts = kp_pg_query_stmts,
+                           .nstmts = KP_PG_QUERY_STMTS};
     sp->parent = (kp_stats){
         .version = KP_STATS_VERSION,
         .name = "pg",
