@@ -5,7 +5,11 @@
  * /metrics is checked line by line against the Prometheus text exposition format (0.0.4): every
  * line is a HELP or TYPE comment, another comment, or a sample whose metric and label names match
  * the format's regular expressions and whose value is a float; every sample's family has its
- * TYPE before the first sample, and a family's lines form one group. */
+ * TYPE before the first sample, and a family's lines form one group.
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>

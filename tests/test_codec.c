@@ -1,4 +1,8 @@
-/* Wire codec and outcome table (SPEC §2). */
+/* Wire codec and outcome table (SPEC §2).
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -3,7 +3,11 @@
  *
  * Every test opens and closes the logger itself (kp_log_open after kp_log_close is part of the
  * contract) and writes into its own mkdtemp directory. Tests that capture stderr swap fd 2 and
- * restore it before asserting, so a failure message is never lost into the capture. */
+ * restore it before asserting, so a failure message is never lost into the capture.
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -5,7 +5,11 @@
  * skips its broker tests proves nothing. Each test works on a queue of its own
  * (kupool_test_<test>_<pid>), deletes it before and after, and checks the queue through its own
  * AMQP connection, never only through the backend. Where a test has to cut a connection or make
- * the broker go silent, a small TCP relay in the test stands between the backend and the broker. */
+ * the broker go silent, a small TCP relay in the test stands between the backend and the broker.
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <arpa/inet.h>

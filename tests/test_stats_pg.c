@@ -3,7 +3,11 @@
  * The fixture passes KUP_TEST_PG_DSN and, for the restart test, KUP_TEST_PG_SCRIPT,
  * KUP_TEST_PG_DIR and KUP_TEST_PG_PORT. Without them the tests fail: a suite that silently skips
  * its database tests proves nothing. Each test starts from dropped tables and checks the store
- * through its own libpq connection, never only through the store's own query(). */
+ * through its own libpq connection, never only through the store's own query().
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <inttypes.h>
 #include <arpa/inet.h>
 #include <libpq-fe.h>

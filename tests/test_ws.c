@@ -3,7 +3,11 @@
  *
  * Each side records what it put on the wire (out), the whole messages it received, and its
  * on_open / on_close calls; deliver() moves one side's output into the other's kp_ws_feed, in
- * one piece or in chunks of any size. */
+ * one piece or in chunks of any size.
+ *
+ * Over 600 lines: one cmocka binary per module (docs/architecture.md, STYLE 8); its cases share
+ * one fixture and its helpers, and a case reads best next to the ones it varies.
+ */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>

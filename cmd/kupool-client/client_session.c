@@ -1,3 +1,9 @@
+/* One client session, demo or load mode: connect (TCP or WebSocket), authorize, follow jobs,
+ * submit, read answers, reconnect with backoff.
+ *
+ * Over 600 lines: the session's state machine is one unit (its transitions read each other's
+ * state), shared by demo and load mode; the pieces that stand alone (addresses, submit pacing,
+ * summary, histogram) already live in files of their own. */
 #include "client_session.h"
 
 #include <errno.h>
