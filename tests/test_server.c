@@ -997,7 +997,9 @@ static void hmac_nonce(const char *secret, int64_t job_id, char out[33])
 
 static void test_scale_out(void **state)
 {
-    const char *args[] = {"-job_secret", "s3cret", "-interval", "1s", NULL};
+    /* -expire 10s: a job must stay valid across the test's waits even when a loaded machine
+     * stalls it for seconds (the default, twice the interval, is 2 s). */
+    const char *args[] = {"-job_secret", "s3cret", "-interval", "1s", "-expire", "10s", NULL};
     kp_proc *p1 = server_start(*state, args);
     kp_proc *p2 = server_start(*state, args);
 
