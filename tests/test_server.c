@@ -1066,6 +1066,24 @@ static int connect_not_reading(int port)
     return fd;
 }
 
+/* A client socket with a large receive buffer (set before connect; SO_RCVBUFFORCE as root, past
+ * net.core.rmem_max): a flooder's answers can pile up on its side while the test waits for
+ * another client, so a test process that a loaded machine stalls is not mistaken for a slow
+ * reader by the server. */
+static int connect_big_rcvbuf(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int rcvbuf = 16 * 1024 * 1024;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        fail_msg("connect: %s", strerror(errno));
+    return fd;
+}
+
 /* 1 when the server reset the connection (POLLHUP/POLLERR) within timeout_ms. Unread data does
  * not hide a reset, unlike an EOF, which only shows after everything before it was read. */
 static int wait_reset(int fd, int timeout_ms)
@@ -1399,7 +1417,7 @@ static void test_flood_does_not_starve(void **state)
     kp_proc *p = server_start(*state, hostile_args);
     client b = client_connect(p->port);
     authorize(&b, 1, "patient");
-    int f = kp_connect(p->port, 0);
+    int f = connect_big_rcvbuf(p->port);
     static const char auth[] = "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"flood\"}}\n";
     kp_send(f, auth, sizeof(auth) - 1);
 
