@@ -28,6 +28,7 @@
  * -min_submit_interval, so most tables stay tiny. */
 #include "nonce_set.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,9 +53,12 @@ struct kp_nonce_table {
     unsigned char *arena; /* entries: length byte, then that many nonce bytes */
     uint32_t arena_len, arena_cap;
     uint32_t cap, count; /* count <= 70% of cap, so probing always finds an empty slot */
-    uint32_t shift;      /* 32 - log2(cap): a nonce's home slot is hash >> shift */
-    nonce_slot slots[];  /* cap slots, in the same block as the header: a miss touches one block */
+    /* cap slots, in the same block as the header: a miss touches one block. The header is 40
+     * bytes, a multiple of the slot size, so no slot straddles two cache lines. */
+    nonce_slot slots[];
 };
+_Static_assert(offsetof(kp_nonce_table, slots) % sizeof(nonce_slot) == 0,
+               "a slot at a misaligned offset would straddle cache lines");
 
 /* 8 bytes as a little-endian word, whatever the host's byte order, so the hash (and the colliding
  * pairs tests/test_nonce_set.c relies on) is the same everywhere: one load on x86 and arm64. */
@@ -102,6 +106,12 @@ static inline uint32_t nonce_hash(const char *p, size_t len)
     return (uint32_t)(h >> 32);
 }
 
+/* The home slot of `hash`: its top log2(cap) bits. cap is a power of two >= 2. */
+static inline uint32_t home(const kp_nonce_table *t, uint32_t hash)
+{
+    return hash >> (__builtin_clz(t->cap) + 1);
+}
+
 static bool entry_equals(const kp_nonce_table *t, uint32_t ref, const char *nonce, size_t len)
 {
     const unsigned char *e = t->arena + (ref - 1u);
@@ -112,7 +122,7 @@ static bool entry_equals(const kp_nonce_table *t, uint32_t ref, const char *nonc
 static uint32_t probe(const kp_nonce_table *t, uint32_t hash, const char *nonce, size_t len)
 {
     uint32_t mask = t->cap - 1u;
-    for (uint32_t i = hash >> t->shift;; i = (i + 1u) & mask) {
+    for (uint32_t i = home(t, hash);; i = (i + 1u) & mask) {
         const nonce_slot *s = &t->slots[i];
         if (s->ref == 0 || (s->hash == hash && entry_equals(t, s->ref, nonce, len)))
             return i;
@@ -133,12 +143,8 @@ static kp_nonce_table **find_link(kp_nonce_table **head, int64_t job_id)
 static kp_nonce_table *alloc_table(uint32_t cap)
 {
     kp_nonce_table *t = calloc(1, sizeof *t + (size_t)cap * sizeof(nonce_slot));
-    if (!t)
-        return NULL;
-    t->cap = cap;
-    t->shift = 32;
-    for (uint32_t c = cap; c > 1; c >>= 1)
-        t->shift--;
+    if (t)
+        t->cap = cap;
     return t;
 }
 
@@ -164,7 +170,7 @@ static int grow_slots(kp_nonce_table **link)
         const nonce_slot *s = &old->slots[i];
         if (s->ref == 0)
             continue;
-        uint32_t j = s->hash >> t->shift; /* every entry is distinct: take the first empty slot */
+        uint32_t j = home(t, s->hash); /* every entry is distinct: take the first empty slot */
         while (t->slots[j].ref != 0)
             j = (j + 1u) & mask;
         t->slots[j] = *s;
@@ -213,7 +219,7 @@ void kp_nonce_sets_prefetch(const kp_nonce_sets *sets, int64_t job_id, const cha
     const kp_nonce_table *t = find_table(sets, job_id);
     if (!t || len > KP_NONCE_MAX)
         return;
-    __builtin_prefetch(&t->slots[nonce_hash(nonce, len) >> t->shift]);
+    __builtin_prefetch(&t->slots[home(t, nonce_hash(nonce, len))]);
     if (t->arena)
         __builtin_prefetch(t->arena + t->arena_len, 1); /* where an accepted submit's add writes */
 }
