@@ -14,6 +14,8 @@
 #
 #   bench/run.sh [SECONDS]        (default 20 s for b, c and d; (a) takes no duration)
 #
+# BENCH_PROFILE_OUT=PREFIX keeps (c)'s profile top in PREFIX.new and, with a baseline, profiles the
+# baseline's (c) run too, into PREFIX.baseline (otherwise only the new binary is profiled).
 # BASELINE_SERVER=/path/to/kupool-server runs every chosen scenario against that binary too, in
 # the same run right after the new one, and prints new/baseline ratios (e.g. the previous commit's
 # Release build; it must know -ws_addr for (a)). BENCH_SCENARIOS=bcd (default abcd) runs a
@@ -189,8 +191,8 @@ bench_c() {
   local tag=$1 c0 c1 perf_pid=
   start_server "c-$tag" -min_submit_interval 0
   c0=$(cpu_s)
-  if [[ $tag == new ]] && perf record -e cpu-clock -F 999 -g -p "$server_pid" -o "$work/perf.data" \
-    -- sleep "$((seconds / 2 + 2))" >/dev/null 2>&1 & then
+  if [[ $tag == new || -n ${BENCH_PROFILE_OUT:-} ]] && perf record -e cpu-clock -F 999 -g -p "$server_pid" \
+    -o "$work/perf.$tag.data" -- sleep "$((seconds / 2 + 2))" >/dev/null 2>&1 & then
     perf_pid=$!
   fi
   "$client" -addr "127.0.0.1:$port" -n 100 -pipeline 16 -rate max -duration "${seconds}s" -json \
@@ -209,9 +211,13 @@ accepted_c=$(c .accepted)
 rate_c=$(c '.accepted_per_s | floor')
 cpu_c=$(cat "$work/c.new.cpu")
 us_per_submit=$(awk -v c="$cpu_c" -v n="$accepted_c" 'BEGIN { printf "%.2f", c * 1e6 / n }')
-if [[ -s $work/perf.data ]]; then
-  profile=$(perf report -i "$work/perf.data" --no-children --stdio --sort symbol 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -15 || true)
+top_of() { perf report -i "$1" --no-children --stdio --sort symbol 2>/dev/null | grep -E '^ +[0-9.]+%' | head -15 || true; }
+if [[ -s $work/perf.new.data ]]; then
+  profile=$(top_of "$work/perf.new.data")
+fi
+if [[ -n ${BENCH_PROFILE_OUT:-} ]]; then
+  printf '%s\n' "$profile" >"$BENCH_PROFILE_OUT.new"
+  [[ -s $work/perf.baseline.data ]] && top_of "$work/perf.baseline.data" >"$BENCH_PROFILE_OUT.baseline"
 fi
 echo "accepted=$accepted_c per_s=$rate_c cpu=${cpu_c}s per_submit=${us_per_submit}us floor=${floor_ns}ns" >&2
 fi

@@ -77,18 +77,24 @@ static void test_growth(void **state)
     kp_nonce_sets_free(&sets);
 }
 
-/* A copy of nonce_set.c's hash, used only to prove that the pairs below really collide: if the
- * hash there changes, change it here too and find new pairs: a birthday search over ~1M hex
- * strings finds several within seconds, and trying the 2^36 9-hex-char extensions of a nonce finds
- * one that collides with it in a few seconds more. */
+/* A copy of nonce_set.c's hash, used only to prove that the pairs below really collide and to
+ * pick nonces by home slot: if the hash there changes, change it here too and find new pairs: a
+ * birthday search over ~1M hex strings finds several within a second, and trying the 2^36
+ * 9-hex-char extensions of a nonce finds one that collides with it in under a minute. */
 static uint32_t set_hash(const char *p, size_t len)
 {
-    uint64_t h = 14695981039346656037u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211u;
+    uint64_t h = 0x9e3779b97f4a7c15u ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i < len; i += 8) {
+        uint64_t w = 0;
+        for (size_t k = 0; k < 8 && i + k < len; k++)
+            w |= (uint64_t)(unsigned char)p[i + k] << (8 * k);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9u;
+        h ^= h >> 32;
     }
-    return (uint32_t)(h ^ (h >> 32));
+    h *= 0x94d049bb133111ebu;
+    h ^= h >> 29;
+    return (uint32_t)(h >> 32);
 }
 
 /* Equal 32-bit hashes, different bytes: only the byte comparison can tell them apart. */
@@ -96,9 +102,9 @@ static void test_same_hash_different_bytes(void **state)
 {
     (void)state;
     const char *pairs[][2] = {
-        {"04c659f780800c4f", "08bf933b49f2c822"}, /* same length */
-        {"98add541dcfe0497", "eb44e7286"},        /* different lengths */
-        {"0123456789abcdef", "0123456789abcdef100a06da7"}, /* one a prefix of the other */
+        {"bec63a588132f272", "a619b75ce73a5eee"}, /* same length */
+        {"e610305478c49ec3", "ddb470f02"},        /* different lengths */
+        {"0123456789abcdef", "0123456789abcdef074aebb8f"}, /* one a prefix of the other */
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         const char *a = pairs[i][0], *b = pairs[i][1];
@@ -270,6 +276,119 @@ static void test_prune(void **state)
     kp_nonce_sets_free(&sets);
 }
 
+/* Equal hashes have the same home at every table size: through many doublings (the rehash
+ * walks the old table in order) both stay in one probe chain and apart. */
+static void test_same_hash_through_many_rehashes(void **state)
+{
+    (void)state;
+    const char *a = "bec63a588132f272", *b = "a619b75ce73a5eee";
+    assert_int_equal(set_hash(a, 16), set_hash(b, 16));
+    kp_nonce_sets sets = {0};
+    assert_int_equal(add(&sets, 1, a), 0);
+    char buf[32];
+    for (int n = 0; n < 50000; n++) { /* 8 slots to 128k: 14 rehashes */
+        snprintf(buf, sizeof buf, "%x", n);
+        assert_int_equal(add(&sets, 1, buf), 0);
+        if ((n & (n - 1)) == 0) { /* at every power of two: across each rehash */
+            assert_true(has(&sets, 1, a));
+            assert_false(has(&sets, 1, b));
+        }
+    }
+    assert_int_equal(add(&sets, 1, b), 0);
+    assert_true(has(&sets, 1, a));
+    assert_true(has(&sets, 1, b));
+    kp_nonce_sets_free(&sets);
+}
+
+/* Nonces whose home is one of the last slots at every table size up to 256: their probe chain
+ * wraps past the end to slot 0 and must survive each rehash (which reinserts slot 0 first). */
+static void test_chain_wrapping_past_the_end(void **state)
+{
+    (void)state;
+    enum { N = 150 };
+    static char picked[N][17];
+    unsigned got = 0;
+    for (unsigned i = 0; got < N; i++) {
+        snprintf(picked[got], sizeof picked[got], "%016x", i);
+        if (set_hash(picked[got], 16) >= 0xff000000u) /* top 8 bits set */
+            got++;
+    }
+    kp_nonce_sets sets = {0};
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(add(&sets, 2, picked[i]), 0);
+        for (unsigned j = 0; j <= i; j++)
+            assert_true(has(&sets, 2, picked[j]));
+        assert_false(has(&sets, 2, "fffffffffffffffff")); /* 17 chars: never picked */
+    }
+    /* Ordinary nonces land among the wrapped ones at the start of the table. */
+    char buf[32];
+    for (int n = 0; n < 500; n++) {
+        snprintf(buf, sizeof buf, "x%d", n);
+        assert_int_equal(add(&sets, 2, buf), 0);
+    }
+    for (unsigned j = 0; j < N; j++)
+        assert_true(has(&sets, 2, picked[j]));
+    for (int n = 0; n < 500; n++) {
+        snprintf(buf, sizeof buf, "x%d", n);
+        assert_true(has(&sets, 2, buf));
+        snprintf(buf, sizeof buf, "y%d", n);
+        assert_false(has(&sets, 2, buf));
+    }
+    kp_nonce_sets_free(&sets);
+}
+
+/* A prefetch is only a hint: it creates no table and changes no answer, whatever it is given. */
+static void test_prefetch_changes_nothing(void **state)
+{
+    (void)state;
+    kp_nonce_sets sets = {0};
+    char longest[65];
+    memset(longest, 'a', sizeof longest);
+    kp_nonce_sets_prefetch(&sets, 1, "ab", 2); /* no tables at all */
+    assert_null(sets.tables);
+    assert_int_equal(add(&sets, 1, "ab"), 0);
+    kp_nonce_sets_prefetch(&sets, 1, "ab", 2);   /* present */
+    kp_nonce_sets_prefetch(&sets, 1, "cd", 2);   /* absent */
+    kp_nonce_sets_prefetch(&sets, 2, "ab", 2);   /* another job: no table */
+    kp_nonce_sets_prefetch(&sets, 0, "ab", 2);   /* an older job: no table */
+    kp_nonce_sets_prefetch(&sets, 1, "", 0);     /* empty */
+    kp_nonce_sets_prefetch(&sets, 1, longest, 65); /* too long */
+    assert_true(has(&sets, 1, "ab"));
+    assert_false(has(&sets, 1, "cd"));
+    assert_false(has(&sets, 2, "ab"));
+    assert_false(has(&sets, 0, "ab"));
+    kp_nonce_sets_prune(&sets, 1);
+    assert_non_null(sets.tables); /* job 1's table */
+    kp_nonce_sets_prune(&sets, 2);
+    assert_null(sets.tables); /* and no other */
+    kp_nonce_sets_free(&sets);
+}
+
+/* The server's pattern with the rate limit off: each job's set grows to thousands of nonces
+ * while older jobs expire and are pruned; only the still-valid jobs answer yes. */
+static void test_growth_with_jobs_expiring(void **state)
+{
+    (void)state;
+    kp_nonce_sets sets = {0};
+    char buf[32];
+    const int per_job = 3000, valid = 2; /* -expire = 2 x -interval: the current and previous */
+    for (int64_t job = 1; job <= 8; job++) {
+        kp_nonce_sets_prune(&sets, job - valid + 1);
+        for (int n = 0; n < per_job; n++) {
+            snprintf(buf, sizeof buf, "%016x", (unsigned)(n * 2654435761u));
+            assert_false(has(&sets, job, buf));
+            kp_nonce_sets_prefetch(&sets, job, buf, 16);
+            assert_int_equal(add(&sets, job, buf), 0);
+            assert_true(has(&sets, job, buf));
+        }
+        for (int64_t old = 1; old <= job; old++) { /* the same nonces, for every job so far */
+            snprintf(buf, sizeof buf, "%016x", (unsigned)(1234 * 2654435761u));
+            assert_int_equal(has(&sets, old, buf), old > job - valid);
+        }
+    }
+    kp_nonce_sets_free(&sets);
+}
+
 static void test_free_all(void **state)
 {
     (void)state;
@@ -295,6 +414,10 @@ int main(void)
         cmocka_unit_test(test_mixed_growth),
         cmocka_unit_test(test_growth_in_middle_of_list),
         cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_same_hash_through_many_rehashes),
+        cmocka_unit_test(test_chain_wrapping_past_the_end),
+        cmocka_unit_test(test_prefetch_changes_nothing),
+        cmocka_unit_test(test_growth_with_jobs_expiring),
         cmocka_unit_test(test_free_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

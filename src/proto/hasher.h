@@ -1,7 +1,8 @@
 /* Computes and checks submit results: hex(sha256(server_nonce || client_nonce)) (SPEC §2).
  *
- * Owns one fetched SHA-256 implementation and one reusable digest context, which is about three
- * times cheaper per call than EVP_Digest(EVP_sha256()). Not thread safe: one per thread. */
+ * Allocates nothing per hash (hasher.c says how). Holds state only when OpenSSL lacks the
+ * low-level SHA-256 calls: then one fetched implementation and one reused EVP context. Not
+ * thread safe: one per thread. */
 #ifndef KP_HASHER_H
 #define KP_HASHER_H
 
@@ -9,8 +10,8 @@
 #include <stddef.h>
 
 typedef struct kp_hasher {
-    void *md;  /* EVP_MD * */
-    void *ctx; /* EVP_MD_CTX * */
+    void *md;  /* EVP_MD *, or NULL when the low-level calls are used */
+    void *ctx; /* EVP_MD_CTX *, likewise */
 } kp_hasher;
 
 int kp_hasher_init(kp_hasher *h); /* 0 or KP_ENOMEM */

@@ -20,6 +20,11 @@ typedef struct kp_nonce_sets {
 bool kp_nonce_sets_contains(const kp_nonce_sets *sets, int64_t job_id, const char *nonce,
                             size_t len);
 
+/* Starts loading the memory that contains() and add() will read for `nonce`, and returns at once:
+ * call it, do other work (the SHA-256 check), then look up. Only a hint: it changes nothing. */
+void kp_nonce_sets_prefetch(const kp_nonce_sets *sets, int64_t job_id, const char *nonce,
+                            size_t len);
+
 /* Adds `nonce` for `job_id`. Returns 0 or KP_ENOMEM. len <= 64. */
 int kp_nonce_sets_add(kp_nonce_sets *sets, int64_t job_id, const char *nonce, size_t len);
 
