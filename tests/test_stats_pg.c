@@ -530,7 +530,8 @@ typedef struct query_loop {
 static void *run_queries(void *arg)
 {
     query_loop *q = arg;
-    while (!atomic_load(&q->stop)) {
+    /* At least one query each, even if record() finished before this thread got the CPU. */
+    while (!atomic_load(&q->stop) || q->queries == 0) {
         kp_minute_count *rows = NULL;
         size_t n = 0;
         if (kp_stats_query(q->st, USERS[q->queries % NUSERS], &rows, &n) != 0)
