@@ -23,7 +23,6 @@
 _Static_assert(RESPONSE_FIXED_MAX + INT64_DIGITS_MAX + WIRE_STRING_MAX < KP_RESPONSE_MAX,
                "KP_RESPONSE_MAX too small for the longest response line");
 
-#define CLIENT_NONCE_MAX_CHARS 64
 
 /* The members a request is made of; each one's value lands in slots[SLOT_...]. */
 enum {
@@ -107,7 +106,7 @@ static bool submit_params(const decoder *d, const kp_json_value *slots, kp_submi
 
     size_t n_len;
     const char *n = decode_string(d, nonce, &n_len);
-    if (n_len < 1 || n_len > CLIENT_NONCE_MAX_CHARS)
+    if (n_len < 1 || n_len > KP_CLIENT_NONCE_MAX)
         return false;
     for (size_t i = 0; i < n_len; i++) {
         if (!is_hex_digit(n[i])) /* an escaped U+0000 is not hex either */

@@ -33,8 +33,8 @@
 #include <string.h>
 
 #include "kupool/error.h"
+#include "kupool/event.h"
 
-#define KP_NONCE_MAX 64
 #define KP_NONCE_TABLE_INITIAL_SLOTS 8 /* a power of two: homes are the hash's top log2(cap) bits */
 #define KP_NONCE_ARENA_INITIAL 64
 /* Arena offsets are 32-bit; 2 GiB is ~120M 16-char nonces in one job of one session, far beyond
@@ -217,7 +217,7 @@ void kp_nonce_sets_prefetch(const kp_nonce_sets *sets, int64_t job_id, const cha
                             size_t len)
 {
     const kp_nonce_table *t = find_table(sets, job_id);
-    if (!t || len > KP_NONCE_MAX)
+    if (!t || len > KP_CLIENT_NONCE_MAX)
         return;
     __builtin_prefetch(&t->slots[home(t, nonce_hash(nonce, len))]);
     if (t->arena)
@@ -227,7 +227,7 @@ void kp_nonce_sets_prefetch(const kp_nonce_sets *sets, int64_t job_id, const cha
 bool kp_nonce_sets_contains(const kp_nonce_sets *sets, int64_t job_id, const char *nonce,
                             size_t len)
 {
-    if (len > KP_NONCE_MAX)
+    if (len > KP_CLIENT_NONCE_MAX)
         return false;
     const kp_nonce_table *t = find_table(sets, job_id);
     if (!t)
@@ -237,7 +237,7 @@ bool kp_nonce_sets_contains(const kp_nonce_sets *sets, int64_t job_id, const cha
 
 int kp_nonce_sets_add(kp_nonce_sets *sets, int64_t job_id, const char *nonce, size_t len)
 {
-    if (len > KP_NONCE_MAX)
+    if (len > KP_CLIENT_NONCE_MAX)
         return KP_EINVAL;
     kp_nonce_table **link = find_link(&sets->tables, job_id);
     if (!*link || (*link)->job_id != job_id) {
