@@ -128,6 +128,31 @@ static void spin_until(int fd, bool (*done)(void))
     }
 }
 
+/* A loopback connect can fail for a moment on a busy machine (a local port still being
+ * released, the accept queue momentarily full): the harness's own trouble, not the server's, so
+ * it retries while the loop runs instead of reporting a crash. */
+static int connect_to_server(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            abort();
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            return fd;
+        int err = errno;
+        close(fd);
+        if (attempt == 999) {
+            fprintf(stderr, "fuzz_session: connect: %s\n", strerror(err));
+            abort();
+        }
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    abort();
+}
+
 static size_t chunk_size(uint8_t b)
 {
     size_t n = 1u + (b & 0x7fu);
@@ -145,13 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *payload = data + 1 + nsizes;
     size_t len = size - 1 - nsizes;
 
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        abort();
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        abort();
+    int fd = connect_to_server();
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     spin_until(fd, session_accepted);
