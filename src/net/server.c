@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
 #include "net_addr.h"
@@ -73,11 +74,7 @@ static void list_move(kp_server *s, kp_session *sess, kp_session_list *to)
 static int issue_job(kp_server *s)
 {
     const kp_job *job = NULL;
-    uint64_t unix_ms = (uint64_t)uv_now(s->loop); /* replaced below for scale-out */
-    uv_timeval64_t tv;
-    if (uv_gettimeofday(&tv) == 0)
-        unix_ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-    int rc = kp_job_book_rotate(s->jobs, uv_now(s->loop), unix_ms, &job);
+    int rc = kp_job_book_rotate(s->jobs, uv_now(s->loop), (uint64_t)kp_clock_wall_ms(), &job);
     if (rc != 0) {
         KP_ERROR(MODULE_JOBS, "cannot issue a job", KP_QSTR("error", kp_strerror(rc)));
         return rc;
@@ -98,9 +95,7 @@ static void on_job_timer(uv_timer_t *t)
     issue_job(s);
     if (s->cfg->job_secret[0]) {
         /* Scale-out jobs change on wall-clock boundaries: re-aim at the next one each time. */
-        uv_timeval64_t tv;
-        uv_gettimeofday(&tv);
-        uint64_t unix_ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+        uint64_t unix_ms = (uint64_t)kp_clock_wall_ms();
         uv_timer_start(&s->job_timer, on_job_timer, kp_job_book_ms_to_boundary(s->jobs, unix_ms) + 1,
                        0);
     }

@@ -203,6 +203,25 @@ static const kp_json_field *find_field(const scanner *s, const kp_json_schema *s
     return NULL;
 }
 
+/* After a member or an element: a ',' means another one follows (*more), `close` ends the
+ * container; anything else is not JSON. Whitespace before either, and after a comma, is skipped. */
+static bool after_item(scanner *s, char close, bool *more)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        skip_ws(s);
+        *more = true;
+        return true;
+    }
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        *more = false;
+        return true;
+    }
+    return false;
+}
+
 /* s->p is at '{'; depth is this object's level. */
 static bool scan_object(scanner *s, unsigned depth, const kp_json_schema *schema,
                         kp_json_value *out)
@@ -228,17 +247,11 @@ static bool scan_object(scanner *s, unsigned depth, const kp_json_schema *schema
             const kp_json_field *f = find_field(s, schema, &key);
             if (!scan_value(s, depth, f ? f->members : NULL, f ? &s->slots[f->slot] : NULL))
                 return false;
-            skip_ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                skip_ws(s);
-                continue;
-            }
-            if (s->p < s->end && *s->p == '}') {
-                s->p++;
+            bool more;
+            if (!after_item(s, '}', &more))
+                return false;
+            if (!more)
                 break;
-            }
-            return false;
         }
     }
     out->type = KP_JSON_OBJECT;
@@ -260,17 +273,11 @@ static bool scan_array(scanner *s, unsigned depth, kp_json_value *out)
         for (;;) {
             if (!scan_value(s, depth, NULL, NULL))
                 return false;
-            skip_ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                skip_ws(s);
-                continue;
-            }
-            if (s->p < s->end && *s->p == ']') {
-                s->p++;
+            bool more;
+            if (!after_item(s, ']', &more))
+                return false;
+            if (!more)
                 break;
-            }
-            return false;
         }
     }
     out->type = KP_JSON_ARRAY;
