@@ -35,6 +35,7 @@ static void assert_event_equal(const kp_event *a, const kp_event *b)
     assert_int_equal(a->job_id, b->job_id);
     assert_string_equal(a->client_nonce, b->client_nonce);
     assert_int_equal(a->ts_ms, b->ts_ms);
+    assert_int_equal(kp_event_difficulty(a), kp_event_difficulty(b));
 }
 
 /* Parses a copy placed right before an inaccessible page, so a read past `len` faults even
@@ -77,7 +78,15 @@ static void test_to_json_exact(void **state)
     round_trip(&ev, json);
     assert_string_equal(json, "{\"event_id\":\"00112233aabbccdd-42\",\"username\":\"alice\","
                               "\"job_id\":12,\"client_nonce\":\"9f0c\","
-                              "\"ts\":\"2026-11-24T20:31:05.123Z\"}");
+                              "\"ts\":\"2026-11-24T20:31:05.123Z\",\"difficulty\":1}");
+
+    /* SPEC §8: the difficulty the share was checked against, up to 2^53 exactly. */
+    ev.difficulty = 256;
+    round_trip(&ev, json);
+    assert_non_null(strstr(json, ",\"difficulty\":256}"));
+    ev.difficulty = KP_DIFFICULTY_MAX;
+    round_trip(&ev, json);
+    assert_non_null(strstr(json, ",\"difficulty\":9007199254740992}"));
 }
 
 static void test_escaping(void **state)
@@ -257,6 +266,12 @@ static void test_from_json_accepts(void **state)
     assert_int_equal(from_json(json, strlen(json), &ev), 0);
     kp_event want = make_event("n-1", "alice", 12, "9f0c", TS_EXAMPLE);
     assert_event_equal(&ev, &want);
+    /* A v1 event has no difficulty: it counts as 1. */
+    assert_int_equal(ev.difficulty, 1);
+
+    json = "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":4096}";
+    assert_int_equal(from_json(json, strlen(json), &ev), 0);
+    assert_int_equal(ev.difficulty, 4096);
 
     /* Escapes written by other producers decode too. */
     json = "{" EV_ID ",\"username\":\"\\u00e9\\\"\\/\"," EV_JOB "," EV_NONCE "," EV_TS "}";
@@ -288,6 +303,14 @@ static void test_from_json_rejects(void **state)
         "{" EV_ID "," EV_USER ",\"job_id\":1e300," EV_NONCE "," EV_TS "}",
         "{" EV_ID "," EV_USER "," EV_JOB ",\"client_nonce\":[]," EV_TS "}",
         "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE ",\"ts\":1795552265123}",
+        /* difficulty: an integer 1..2^53 when present */
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":0}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":-1}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":2.5}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":\"2\"}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":null}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":1e300}",
+        "{" EV_ID "," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS ",\"difficulty\":18014398509481984}",
         /* empty strings */
         "{\"event_id\":\"\"," EV_USER "," EV_JOB "," EV_NONCE "," EV_TS "}",
         "{" EV_ID ",\"username\":\"\"," EV_JOB "," EV_NONCE "," EV_TS "}",

@@ -22,7 +22,17 @@ typedef struct kp_event {
     int64_t job_id;
     char client_nonce[KP_CLIENT_NONCE_MAX + 1]; /* as the client sent it */
     int64_t ts_ms;                              /* wall clock at acceptance, Unix milliseconds */
+    uint64_t difficulty; /* SPEC §8: what the share was checked against, 1..2^53 (1 when off);
+                          * 0 is read as 1 (kp_event_difficulty), so zeroed events stay valid */
 } kp_event;
+
+#define KP_DIFFICULTY_MAX (UINT64_C(1) << 53) /* SPEC §8: integers exact in a double */
+
+/* The difficulty an event counts with: its field, or 1 when the field was never set. */
+static inline uint64_t kp_event_difficulty(const kp_event *ev)
+{
+    return ev->difficulty ? ev->difficulty : 1;
+}
 
 /* The UTC minute an event is counted in, as Unix seconds (a multiple of 60). */
 int64_t kp_event_minute(const kp_event *ev);
@@ -32,7 +42,8 @@ int64_t kp_event_minute(const kp_event *ev);
 int kp_event_to_json(const kp_event *ev, char *buf, size_t cap);
 
 /* Parses what kp_event_to_json() wrote. Returns 0 or KP_EINVAL (missing field, wrong type, too
- * long). `ev` is fully overwritten on success. */
+ * long). `ev` is fully overwritten on success. `difficulty` is optional (a v1 event has none and
+ * counts as 1); when present it is an integer 1..KP_DIFFICULTY_MAX. */
 int kp_event_from_json(const char *json, size_t len, kp_event *ev);
 
 #endif

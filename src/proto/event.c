@@ -107,6 +107,8 @@ int kp_event_to_json(const kp_event *ev, char *buf, size_t cap)
         return KP_EINVAL;
     char job_id[24];
     snprintf(job_id, sizeof(job_id), "%" PRId64, ev->job_id);
+    char difficulty[24];
+    snprintf(difficulty, sizeof(difficulty), "%" PRIu64, kp_event_difficulty(ev));
 
     json_writer w = {buf, cap, 0, cap == 0};
     put_string_field(&w, "{\"event_id\":", ev->event_id, id_len);
@@ -115,6 +117,8 @@ int kp_event_to_json(const kp_event *ev, char *buf, size_t cap)
     put_text(&w, job_id);
     put_string_field(&w, ",\"client_nonce\":", ev->client_nonce, nonce_len);
     put_string_field(&w, ",\"ts\":", ts, TS_TEXT_LEN);
+    put_text(&w, ",\"difficulty\":");
+    put_text(&w, difficulty);
     put_bytes(&w, "}", 1);
     if (w.full)
         return KP_EINVAL;
@@ -196,6 +200,18 @@ static bool event_from_tree(const cJSON *root, kp_event *ev)
         (double)(int64_t)d != d)
         return false;
     ev->job_id = (int64_t)d;
+
+    /* Optional: a v1 event has no difficulty and counts as 1 (SPEC §8). */
+    const cJSON *diff = cJSON_GetObjectItemCaseSensitive(root, "difficulty");
+    ev->difficulty = 1;
+    if (diff != NULL) {
+        if (!cJSON_IsNumber(diff))
+            return false;
+        double dd = diff->valuedouble;
+        if (!(dd >= 1 && dd <= (double)KP_DIFFICULTY_MAX) || (double)(uint64_t)dd != dd)
+            return false;
+        ev->difficulty = (uint64_t)dd;
+    }
 
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     if (!cJSON_IsString(ts) || ts->valuestring == NULL)

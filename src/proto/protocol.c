@@ -99,6 +99,7 @@ static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_param
     ev.client_nonce[sp->client_nonce_len] = '\0';
     ev.job_id = sp->job_id;
     ev.ts_ms = kp_clock_wall_ms();
+    ev.difficulty = 1;
     return p->sink.push(p->sink.ctx, &ev);
 }
 
