@@ -79,7 +79,8 @@ static int64_t sql_int(PGconn *c, const char *sql)
 static void drop_tables(PGconn *c)
 {
     sql_ok(c, "SET client_min_messages = warning");
-    sql_ok(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events");
+    sql_ok(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events,"
+              " kupool_processed_ranges");
 }
 
 static kp_stats *open_store(const char *dsn)
@@ -107,21 +108,34 @@ static kp_event make_event(const char *prefix, int seq, const char *user, int64_
     return ev;
 }
 
+/* Event i's difficulty: every fifth left unset (a v1 event: counts as 1), the others large and
+ * uneven, so a sum that adds an event twice or misses one cannot come out right by accident. */
+static uint64_t workload_difficulty(int i)
+{
+    return i % 5 == 0 ? 0 : 1 + (uint64_t)(i % 11) * 1000003;
+}
+
 /* Event i of a workload: user i % NUSERS, minute (i / NUSERS) % NMINUTES, a few seconds in. */
 static kp_event workload_event(const char *prefix, int i)
 {
     int64_t ts = BASE_MS + (int64_t)((i / NUSERS) % NMINUTES) * 60000 + (i * 7919) % 60000;
-    return make_event(prefix, i, USERS[i % NUSERS], ts);
+    kp_event ev = make_event(prefix, i, USERS[i % NUSERS], ts);
+    ev.difficulty = workload_difficulty(i);
+    return ev;
 }
 
 typedef struct expected {
     int64_t count[NUSERS][NMINUTES];
+    double dsum[NUSERS][NMINUTES];
 } expected;
 
 static void expect_add(expected *e, int first, int n)
 {
-    for (int i = first; i < first + n; i++)
+    for (int i = first; i < first + n; i++) {
         e->count[i % NUSERS][(i / NUSERS) % NMINUTES]++;
+        uint64_t d = workload_difficulty(i);
+        e->dsum[i % NUSERS][(i / NUSERS) % NMINUTES] += d ? (double)d : 1;
+    }
 }
 
 /* Records events[0..n) in consumer-sized batches; returns the elapsed milliseconds. */
@@ -150,8 +164,8 @@ static int user_index(const char *name)
 static void expect_table(PGconn *c, const expected *e)
 {
     PGresult *r = PQexec(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8,"
-                            " to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS'), submission_count"
-                            " FROM submissions");
+                            " to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS'), submission_count,"
+                            " difficulty_sum FROM submissions");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     int want_rows = 0;
     for (int u = 0; u < NUSERS; u++)
@@ -175,6 +189,10 @@ static void expect_table(PGconn *c, const expected *e)
         if (count != e->count[u][m])
             fail_msg("%s minute %" PRId64 ": count %" PRId64 ", want %" PRId64, USERS[u], m,
                      count, e->count[u][m]);
+        double dsum = strtod(PQgetvalue(r, i, 4), NULL);
+        if (dsum != e->dsum[u][m])
+            fail_msg("%s minute %" PRId64 ": difficulty_sum %.17g, want %.17g", USERS[u], m,
+                     dsum, e->dsum[u][m]);
     }
     PQclear(r);
 }
@@ -193,6 +211,7 @@ static void expect_query(kp_stats *st, const expected *e)
             assert_true(k < n);
             assert_int_equal(rows[k].minute, BASE_MS / 1000 + m * 60);
             assert_int_equal(rows[k].count, e->count[u][m]);
+            assert_true(rows[k].difficulty_sum == e->dsum[u][m]);
             k++;
         }
         assert_int_equal(k, n);
@@ -294,7 +313,8 @@ static void test_silent_server_times_out(void **state)
     close(fd);
 }
 
-/* The first record creates the Go original's table, exactly, and the bookkeeping table. */
+/* The first record creates the Go original's table plus SPEC §8's difficulty_sum, and the
+ * bookkeeping tables. */
 static void test_tables_created_on_first_record(void **state)
 {
     (void)state;
@@ -310,7 +330,7 @@ static void test_tables_created_on_first_record(void **state)
                             " FROM information_schema.columns"
                             " WHERE table_name = 'submissions' ORDER BY ordinal_position");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(r), 3);
+    assert_int_equal(PQntuples(r), 4);
     assert_string_equal(PQgetvalue(r, 0, 0), "username");
     assert_string_equal(PQgetvalue(r, 0, 1), "character varying");
     assert_string_equal(PQgetvalue(r, 0, 2), "255");
@@ -318,7 +338,14 @@ static void test_tables_created_on_first_record(void **state)
     assert_string_equal(PQgetvalue(r, 1, 1), "timestamp without time zone");
     assert_string_equal(PQgetvalue(r, 2, 0), "submission_count");
     assert_string_equal(PQgetvalue(r, 2, 1), "integer");
+    assert_string_equal(PQgetvalue(r, 3, 0), "difficulty_sum");
+    assert_string_equal(PQgetvalue(r, 3, 1), "double precision");
     PQclear(r);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM information_schema.columns"
+                                " WHERE table_name = 'submissions' AND column_name ="
+                                " 'difficulty_sum' AND is_nullable = 'NO'"
+                                " AND column_default = '0'::text"),
+                     1);
     r = PQexec(c, "SELECT string_agg(a.attname, ',' ORDER BY k.i)"
                   " FROM pg_index x CROSS JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, i)"
                   " JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum"

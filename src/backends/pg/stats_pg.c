@@ -1,18 +1,23 @@
-/* The PostgreSQL stats store (`-store pg -pg_dsn ...`, SPEC §3 and §6).
+/* The PostgreSQL stats store (`-store pg -pg_dsn ...`, SPEC §3, §6 and §8).
  *
- * Tables, created on every fresh connection when missing:
+ * Tables, created on every fresh connection when missing (a v1 database is migrated in place):
  *   submissions(username VARCHAR(255), timestamp TIMESTAMP, submission_count INT,
- *               PRIMARY KEY(username, timestamp))      -- the Go original's table, UTC minutes
+ *               difficulty_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+ *               PRIMARY KEY(username, timestamp))    -- the Go original's table, UTC minutes
+ *   kupool_processed_ranges(node, lo, hi, updated_at) -- KuPool event ids counted, as ranges of
+ *                                                        sequence numbers per node boot
  *   kupool_processed_events(event_id TEXT PRIMARY KEY, processed_at TIMESTAMPTZ)
- *                                                        -- event_ids already counted
+ *                                                     -- other producers' event ids counted
  *
- * Exactly once: `record` is ONE prepared statement, so one round trip and one transaction. It
- * inserts the batch's event_ids into kupool_processed_events with ON CONFLICT DO NOTHING, and
- * only the ids that insert returns (new ones) are aggregated per (username, minute) and added to
- * `submissions` with ON CONFLICT DO UPDATE. Either both tables change or neither, so a batch that
- * is redelivered after a crash, or retried after a lost commit reply, adds nothing the second
- * time. Processed ids older than KP_PG_PRUNE_AGE are deleted, in chunks, at most every
- * PRUNE_EVERY_MS: a redelivery later than that would be counted again.
+ * Exactly once: `record` is one transaction of a few pipelined statements, two round trips:
+ * the batch's node boots are locked (pg_advisory_xact_lock, ascending) and the ranges touching
+ * its sequence numbers read; pg_ranges.c decides which events are new and how the ranges change;
+ * one statement then writes the ranges, the foreign ids (ON CONFLICT DO NOTHING: only the new
+ * ones are counted) and the counts, aggregated per (username, minute) in C. Every table changes
+ * or none, so a batch redelivered after a crash, or retried after a lost commit reply, adds
+ * nothing the second time; the node locks keep two consumers of one queue exact. Bookkeeping
+ * idle for KP_PG_PRUNE_AGE is pruned, at most every PRUNE_EVERY_MS. The reasoning and the
+ * failure analysis: docs/architecture.md, "PostgreSQL stats".
  *
  * The arrays travel as text-format array literals with every element quoted, so no username
  * (any UTF-8 without control characters: spaces, quotes, braces, commas, "NULL") can change the
@@ -26,7 +31,7 @@
  * with its own connection; `query` may run on any thread, so it has a second connection behind
  * a mutex: a slow batch never holds up a query, and queries from several threads take turns.
  * A statement that fails because a connection that was already open turns out to be dead (the
- * server restarted) is retried once on a new connection; the event_id dedupe makes that safe
+ * server restarted) is retried once on a new connection; the dedupe makes that safe
  * even when the first attempt committed but its reply was lost.
  *
  * Query deadline: the admin endpoint runs queries one at a time on one thread, so a database
@@ -51,6 +56,8 @@
 #include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
+#include "pg_batch.h"
+#include "pg_ranges.h"
 #include "pg_sql.h"
 
 #define MODULE "stats.pg"
@@ -82,8 +89,12 @@ typedef struct stats_pg {
     const char **values;
     char target[256]; /* host, port, dbname and user for logs: never the password */
 
-    pg_slot writer; /* record(): the consumer thread only */
-    kp_pg_arrays arrays; /* the batch's parameters, kept between calls */
+    pg_slot writer; /* record(): the consumer thread only; what follows, too */
+    kp_pg_dedupe dedupe; /* the batch's plan, kept between calls */
+    kp_pg_batch batch;   /* its parameters */
+    kp_pg_range *read;   /* the ranges read */
+    size_t read_cap;
+    bool legacy;         /* the per-event table may hold ids a v1 store counted: probe them */
     uint64_t next_prune; /* monotonic ms */
 
     pthread_mutex_t query_mu; /* guards `reader` and `reader_retry_at` */
@@ -365,9 +376,10 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
 
 /* ---- the slots ---------------------------------------------------------------------------- */
 
-/* Forgets event_ids older than KP_PG_PRUNE_AGE, one chunk at a time; runs again at the next batch
- * while chunks come back full. The batch it follows is already committed, so a failure here is
- * only logged. */
+/* Forgets per-event ids older than KP_PG_PRUNE_AGE, one chunk at a time (again at the next
+ * batch while chunks come back full), and ranges not extended for as long; then asks whether the
+ * per-event table still holds anything, which is what keeps the legacy probe on. The batch it
+ * follows is already committed, so a failure here is only logged. */
 static void maybe_prune(stats_pg *sp)
 {
     uint64_t now = kp_clock_mono_ms();
@@ -381,9 +393,183 @@ static void maybe_prune(stats_pg *sp)
     PQclear(res);
     if (deleted >= KP_PG_PRUNE_CHUNK)
         sp->next_prune = now;
-    if (deleted > 0)
-        KP_DEBUG(MODULE, "pruned processed event ids", KP_INT("deleted", deleted),
-                 KP_QSTR("older_than", KP_PG_PRUNE_AGE));
+    if (slot_exec(sp, &sp->writer, "kp_prune_ranges", 0, NULL, &res) != 0)
+        return;
+    long ranges = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (slot_exec(sp, &sp->writer, "kp_legacy_present", 0, NULL, &res) != 0)
+        return;
+    bool legacy = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (legacy != sp->legacy)
+        KP_DEBUG(MODULE, legacy ? "per-event ids present: probing them"
+                                : "per-event table empty: no more probes",
+                 KP_STR("table", "kupool_processed_events"));
+    sp->legacy = legacy;
+    if (deleted > 0 || ranges > 0)
+        KP_DEBUG(MODULE, "pruned bookkeeping", KP_INT("event_ids", deleted),
+                 KP_INT("ranges", ranges), KP_QSTR("idle_for", KP_PG_PRUNE_AGE));
+}
+
+/* ---- record: one pipelined transaction ---------------------------------------------------- */
+
+/* Why the current attempt failed, for the log. */
+typedef struct failure {
+    char msg[512];
+    bool fatal; /* the server ended the session (FATAL): the connection is as good as lost */
+} failure;
+
+static void fail_with(failure *f, PGconn *c, const PGresult *res, const char *what)
+{
+    const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+    f->fatal = f->fatal || (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0));
+    const char *m = res ? PQresultErrorMessage(res) : NULL;
+    if (!m || !*m)
+        m = PQerrorMessage(c);
+    snprintf(f->msg, sizeof f->msg, "%s: %s", what, m && *m ? m : "no result");
+}
+
+/* The next query's single result, which must have status `want`, and the NULL that ends it.
+ * On success `*out` (when not NULL) holds it; else the failure is described. */
+static bool take(PGconn *c, ExecStatusType want, PGresult **out, failure *f, const char *what)
+{
+    PGresult *res = PQgetResult(c);
+    if (PQresultStatus(res) != want) {
+        fail_with(f, c, res, what);
+        PQclear(res);
+        return false;
+    }
+    PGresult *end = PQgetResult(c);
+    if (end) {
+        PQclear(end);
+        PQclear(res);
+        snprintf(f->msg, sizeof f->msg, "%s: more than one result", what);
+        return false;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return true;
+}
+
+static bool send_prepared(PGconn *c, const char *stmt, int nparams, const char *const *params,
+                          failure *f)
+{
+    if (PQsendQueryPrepared(c, stmt, nparams, params, NULL, NULL, 0))
+        return true;
+    fail_with(f, c, NULL, stmt);
+    return false;
+}
+
+/* The rows of kp_read_ranges into sp->read. */
+static int read_ranges(stats_pg *sp, const PGresult *res, size_t *n)
+{
+    int rows = PQntuples(res);
+    *n = rows > 0 ? (size_t)rows : 0;
+    if (*n > sp->read_cap) {
+        kp_pg_range *r = realloc(sp->read, *n * sizeof(*r));
+        if (!r)
+            return KP_ENOMEM;
+        sp->read = r;
+        sp->read_cap = *n;
+    }
+    for (size_t i = 0; i < *n; i++)
+        sp->read[i] = (kp_pg_range){strtoll(PQgetvalue(res, (int)i, 0), NULL, 10),
+                                    strtoll(PQgetvalue(res, (int)i, 1), NULL, 10),
+                                    strtoll(PQgetvalue(res, (int)i, 2), NULL, 10)};
+    return 0;
+}
+
+/* Round trip 1: lock the batch's node boots, read their ranges (and the legacy ids), resolve.
+ * Pipelined without a sync, so it is the start of the transaction the write ends. */
+static int lock_and_read(stats_pg *sp, PGconn *c, const kp_event *events, failure *f)
+{
+    kp_pg_dedupe *d = &sp->dedupe;
+    kp_pg_batch *b = &sp->batch;
+    bool legacy = sp->legacy;
+    int rc = kp_pg_batch_reads(b, events, d, legacy);
+    if (rc != 0)
+        return rc;
+    const char *spans[3] = {b->span_nodes.p, b->span_los.p, b->span_his.p};
+    if (!send_prepared(c, "kp_lock", 1, (const char *const *)&b->locks.p, f) ||
+        !send_prepared(c, "kp_read_ranges", 3, spans, f) ||
+        (legacy && !send_prepared(c, "kp_legacy", 1, (const char *const *)&b->seq_ids.p, f)))
+        return KP_EIO;
+    if (!PQsendFlushRequest(c) || PQflush(c) != 0) {
+        fail_with(f, c, NULL, "flush");
+        return KP_EIO;
+    }
+    PGresult *res = NULL;
+    if (!take(c, PGRES_TUPLES_OK, NULL, f, "kp_lock") ||
+        !take(c, PGRES_TUPLES_OK, &res, f, "kp_read_ranges"))
+        return KP_EIO;
+    size_t nread = 0;
+    rc = read_ranges(sp, res, &nread);
+    PQclear(res);
+    if (rc != 0)
+        return rc;
+    if (legacy) {
+        if (!take(c, PGRES_TUPLES_OK, &res, f, "kp_legacy"))
+            return KP_EIO;
+        for (int i = 0; i < PQntuples(res); i++) {
+            int64_t node, seq;
+            if (kp_pg_seq_id(PQgetvalue(res, i, 0), &node, &seq))
+                kp_pg_dedupe_mark_seen(d, node, seq);
+        }
+        PQclear(res);
+    }
+    rc = kp_pg_dedupe_resolve(d, sp->read, nread);
+    if (rc == KP_EINVAL) {
+        snprintf(f->msg, sizeof f->msg,
+                 "kupool_processed_ranges holds a row with lo < 1, lo > hi or hi = 2^63-1");
+        return KP_EIO;
+    }
+    return rc;
+}
+
+/* The whole transaction on the writer's connection. Any failure leaves the connection in the
+ * middle of a pipeline: the caller drops it, which rolls the transaction back. */
+static int record_txn(stats_pg *sp, const kp_event *events, size_t n, failure *f)
+{
+    PGconn *c = sp->writer.conn;
+    kp_pg_dedupe *d = &sp->dedupe;
+    int rc = kp_pg_dedupe_plan(d, events, n);
+    if (rc != 0)
+        return rc;
+    if (!PQenterPipelineMode(c)) {
+        fail_with(f, c, NULL, "pipeline mode");
+        return KP_EIO;
+    }
+    if (d->nordered > 0 && (rc = lock_and_read(sp, c, events, f)) != 0)
+        return rc;
+    bool needed = false;
+    rc = kp_pg_batch_writes(&sp->batch, events, d, &needed);
+    if (rc != 0)
+        return rc;
+    const char *params[KP_PG_WRITE_PARAMS];
+    for (size_t i = 0; i < KP_PG_WRITE_PARAMS; i++)
+        params[i] = sp->batch.write[i].p;
+    if (needed && !send_prepared(c, "kp_write", KP_PG_WRITE_PARAMS, params, f))
+        return KP_EIO;
+    if (!PQpipelineSync(c)) {
+        fail_with(f, c, NULL, "sync");
+        return KP_EIO;
+    }
+    if (needed && !take(c, PGRES_COMMAND_OK, NULL, f, "kp_write"))
+        return KP_EIO;
+    PGresult *sync = PQgetResult(c); /* the commit */
+    bool ok = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    if (!ok)
+        fail_with(f, c, sync, "commit");
+    PQclear(sync);
+    if (!ok)
+        return KP_EIO;
+    if (!PQexitPipelineMode(c)) {
+        fail_with(f, c, NULL, "leaving pipeline mode");
+        return KP_EIO;
+    }
+    return 0;
 }
 
 static int pg_record(kp_stats *st, const kp_event *events, size_t n)
@@ -391,15 +577,31 @@ static int pg_record(kp_stats *st, const kp_event *events, size_t n)
     stats_pg *sp = (stats_pg *)st;
     if (n == 0)
         return 0;
-    int rc = kp_pg_arrays_build(&sp->arrays, events, n);
-    if (rc != 0)
-        return rc;
-    const char *params[3] = {sp->arrays.ids.p, sp->arrays.users.p, sp->arrays.minutes.p};
-    PGresult *res = NULL;
-    rc = slot_exec(sp, &sp->writer, "kp_record", 3, params, &res);
-    if (rc != 0)
-        return rc;
-    PQclear(res);
+    pg_slot *slot = &sp->writer;
+    for (int attempt = 0;; attempt++) {
+        bool reused;
+        int rc = slot_ensure(sp, slot, &reused);
+        if (rc != 0)
+            return rc;
+        failure f = {.fatal = false};
+        rc = record_txn(sp, events, n, &f);
+        if (rc == 0)
+            break;
+        /* In a pipeline libpq may hand over a FATAL before it has read the EOF behind it. */
+        bool lost = PQstatus(slot->conn) == CONNECTION_BAD || f.fatal;
+        slot_close(slot); /* mid-pipeline whatever failed: rolled back, and the next starts clean */
+        if (rc == KP_ENOMEM || (rc == KP_EINVAL && !f.msg[0]))
+            return rc;
+        if (lost && reused && attempt == 0) {
+            char msg[512];
+            log_text(f.msg, false, msg, sizeof msg);
+            KP_INFO(MODULE, "connection lost; reconnecting", KP_STR("conn", slot->role),
+                    KP_QSTR("target", sp->target), KP_QSTR("error", msg));
+            continue; /* safe: the failed attempt committed nothing, or all of it */
+        }
+        slot_warn(sp, slot, lost ? "connection lost" : "statement failed", f.msg);
+        return KP_EIO;
+    }
     maybe_prune(sp);
     return 0;
 }
@@ -415,6 +617,7 @@ static int read_rows(const PGresult *res, kp_minute_count **out, size_t *n)
     for (int i = 0; i < rows; i++) {
         m[i].minute = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         m[i].count = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        m[i].difficulty_sum = strtod(PQgetvalue(res, i, 2), NULL); /* shortest exact text */
     }
     *out = m;
     *n = (size_t)rows;
@@ -450,7 +653,9 @@ static void pg_free(kp_stats *st)
     slot_close(&sp->writer);
     slot_close(&sp->reader);
     pthread_mutex_destroy(&sp->query_mu);
-    kp_pg_arrays_free(&sp->arrays);
+    kp_pg_dedupe_free(&sp->dedupe);
+    kp_pg_batch_free(&sp->batch);
+    free(sp->read);
     free(sp->keywords);
     free(sp->values);
     PQconninfoFree(sp->opts);
@@ -552,6 +757,7 @@ int kp_stats_pg_open(const kp_config *cfg, kp_stats **out)
         return KP_ENOMEM;
     }
     sp->opts = opts;
+    sp->legacy = true; /* until the first prune has looked: a v1 table may hold counted ids */
     pthread_mutex_init(&sp->query_mu, NULL);
     sp->writer = (pg_slot){.role = "record", .stmts = kp_pg_record_stmts,
                            .nstmts = KP_PG_RECORD_STMTS};
