@@ -105,9 +105,11 @@ int kp_pg_dedupe_plan(kp_pg_dedupe *d, const kp_event *events, size_t n)
             d->nforeign++;
         }
     }
-    sorting = d;
-    qsort(d->order, d->nordered, sizeof(*d->order), by_node_seq);
-    sorting = NULL;
+    if (d->nordered > 1) { /* qsort's base may not be NULL, even for nothing */
+        sorting = d;
+        qsort(d->order, d->nordered, sizeof(*d->order), by_node_seq);
+        sorting = NULL;
+    }
     for (size_t k = 0; k < d->nordered; k++) {
         uint32_t i = d->order[k];
         kp_pg_range *last = d->nspans ? &d->spans[d->nspans - 1] : NULL;
@@ -219,11 +221,17 @@ int kp_pg_dedupe_resolve(kp_pg_dedupe *d, const kp_pg_range *read, size_t nread)
             return KP_EINVAL;
         d->existing[ne++] = *r;
     }
-    qsort(d->existing, ne, sizeof(*d->existing), by_node_lo);
-    size_t w = 0; /* the same row read for two spans */
-    for (size_t k = 0; k < ne; k++)
-        if (w == 0 || by_node_lo(&d->existing[w - 1], &d->existing[k]) != 0)
-            d->existing[w++] = d->existing[k];
+    if (ne > 1)
+        qsort(d->existing, ne, sizeof(*d->existing), by_node_lo);
+    size_t w = 0; /* the same row read for two spans (one key: keep the widest, to be safe) */
+    for (size_t k = 0; k < ne; k++) {
+        if (w > 0 && by_node_lo(&d->existing[w - 1], &d->existing[k]) == 0) {
+            if (d->existing[k].hi > d->existing[w - 1].hi)
+                d->existing[w - 1].hi = d->existing[k].hi;
+            continue;
+        }
+        d->existing[w++] = d->existing[k];
+    }
     ne = w;
 
     /* Merge the rows read and the batch's sequence numbers, both sorted by (node, lo). A number
