@@ -60,14 +60,14 @@ static void test_write_params(void **state)
     bool needed = false;
     assert_int_equal(kp_pg_batch_writes(&b, evs, &d, &needed), 0);
     assert_true(needed);
-    const char *const want[KP_PG_WRITE_PARAMS] = {
+    const char *const want[KP_PG_WRITE_ARRAYS] = {
         "{\"e\\\"3\"}", "{\"a \\\"b\\\" \\\\c {d,e}\"}", "{1764016260}", "{4}", /* foreign */
         "{}", "{}",                                                     /* nothing merged away */
         "{170}", "{1}", "{4}",                                          /* the range grows */
         "{\"NULL\",\"alice\",\"alice\"}", "{1764016200,1764016200,1764016260}", "{1,1,1}",
         "{1,9007199254740992,1}",
     };
-    for (size_t i = 0; i < KP_PG_WRITE_PARAMS; i++)
+    for (size_t i = 0; i < KP_PG_WRITE_ARRAYS; i++)
         if (strcmp(b.write[i].p, want[i]) != 0)
             fail_msg("parameter $%zu: %s, want %s", i + 1, b.write[i].p, want[i]);
 

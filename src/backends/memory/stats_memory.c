@@ -1,5 +1,5 @@
-/* The memory stats store: per (username, minute) counters in a hash table of users, each with
- * its minutes in ascending order (events arrive almost in time order, so an insert is nearly
+/* The memory stats store: per (username, minute) counts and difficulty sums (SPEC §8) in a hash
+ * table of users, each with its minutes in ascending order (events arrive almost in time order, so an insert is nearly
  * always an append). A mutex makes `query` safe beside the consumer's `record`.
  *
  * Bounded (stats_memory.h): minutes older than the retention window (which ends at the newest

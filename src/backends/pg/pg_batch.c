@@ -157,7 +157,7 @@ void kp_pg_batch_free(kp_pg_batch *b)
     kp_pg_text_free(&b->span_los);
     kp_pg_text_free(&b->span_his);
     kp_pg_text_free(&b->seq_ids);
-    for (size_t i = 0; i < KP_PG_WRITE_PARAMS; i++)
+    for (size_t i = 0; i < KP_PG_WRITE_ARRAYS; i++)
         kp_pg_text_free(&b->write[i]);
     free(b->cells);
     free(b->used);

@@ -18,8 +18,8 @@ typedef struct kp_pg_cell kp_pg_cell;
 typedef struct kp_pg_batch {
     /* Before the ranges are read: KP_PG_SQL_LOCK, KP_PG_SQL_READ_RANGES, KP_PG_SQL_LEGACY. */
     kp_pg_text locks, span_nodes, span_los, span_his, seq_ids;
-    /* After: the KP_PG_WRITE_PARAMS parameters of KP_PG_SQL_WRITE, in order. */
-    kp_pg_text write[KP_PG_WRITE_PARAMS];
+    /* After: the KP_PG_WRITE_ARRAYS array parameters of KP_PG_SQL_WRITE, in order. */
+    kp_pg_text write[KP_PG_WRITE_ARRAYS];
 
     kp_pg_cell *cells; /* the aggregation table: open addressing, a power of two */
     size_t ncells;

@@ -76,12 +76,27 @@ const char KP_PG_SQL_LEGACY[] =
  * counts of the KuPool events, already aggregated per (username, minute): count and difficulty
  * sum. One statement: every table changes or none. The ORDER BYs make concurrent writers take
  * row locks in the same order. `timestamp` holds the UTC wall-clock minute whatever the
- * session's TimeZone. */
+ * session's TimeZone.
+ *
+ * $14..$17 (node, lo, hi, end), all NULL after a read: the guard of the fast path, which writes
+ * without reading because it expects the node's ranges touching the batch's span to be exactly
+ * the row (node, lo, hi) it wrote last, with the span starting at hi + 1 and ending before
+ * `end`. Under the node's lock (taken by the statement before, so this snapshot sees every
+ * commit of the previous holder) the guard checks that row is there unchanged and no row starts
+ * in (lo, end]; rows never overlap, so no other row can touch the span. If it fails, nothing is
+ * written and the statement returns false; the store then reads and decides as usual. */
 const char KP_PG_SQL_WRITE[] =
-    "WITH foreign_batch AS ("
+    "WITH guard AS ("
+    " SELECT $14::int8 IS NULL OR ("
+    "  EXISTS (SELECT 1 FROM kupool_processed_ranges"
+    "   WHERE node = $14 AND lo = $15::int8 AND hi = $16::int8)"
+    "  AND NOT EXISTS (SELECT 1 FROM kupool_processed_ranges"
+    "   WHERE node = $14 AND lo > $15::int8 AND lo <= $17::int8)) AS ok),"
+    " foreign_batch AS ("
     " SELECT DISTINCT ON (event_id) event_id, username, minute, difficulty"
     " FROM unnest($1::text[], $2::text[], $3::int8[], $4::float8[])"
-    "  AS f(event_id, username, minute, difficulty)),"
+    "  AS f(event_id, username, minute, difficulty)"
+    " WHERE (SELECT ok FROM guard)),"
     " fresh AS ("
     " INSERT INTO kupool_processed_events (event_id)"
     " SELECT event_id FROM foreign_batch ORDER BY event_id"
@@ -89,10 +104,11 @@ const char KP_PG_SQL_WRITE[] =
     " RETURNING event_id),"
     " merged AS ("
     " DELETE FROM kupool_processed_ranges r USING unnest($5::int8[], $6::int8[]) AS m(node, lo)"
-    " WHERE r.node = m.node AND r.lo = m.lo),"
+    " WHERE r.node = m.node AND r.lo = m.lo AND (SELECT ok FROM guard)),"
     " extended AS ("
     " INSERT INTO kupool_processed_ranges (node, lo, hi)"
-    " SELECT * FROM unnest($7::int8[], $8::int8[], $9::int8[]) ORDER BY 1, 2"
+    " SELECT * FROM unnest($7::int8[], $8::int8[], $9::int8[]) AS u(node, lo, hi)"
+    " WHERE (SELECT ok FROM guard) ORDER BY 1, 2"
     " ON CONFLICT (node, lo) DO UPDATE SET hi = EXCLUDED.hi, updated_at = now()),"
     " counts AS ("
     " SELECT username, minute, sum(n) AS n, sum(d) AS d FROM ("
@@ -100,14 +116,17 @@ const char KP_PG_SQL_WRITE[] =
     "  FROM foreign_batch b JOIN fresh USING (event_id)"
     "  UNION ALL"
     "  SELECT * FROM unnest($10::text[], $11::int8[], $12::int8[], $13::float8[])"
+    "  WHERE (SELECT ok FROM guard)"
     " ) AS c(username, minute, n, d)"
-    " GROUP BY username, minute)"
+    " GROUP BY username, minute),"
+    " counted AS ("
     " INSERT INTO submissions (username, timestamp, submission_count, difficulty_sum)"
     " SELECT username, to_timestamp(minute) AT TIME ZONE 'UTC', n, d FROM counts"
     " ORDER BY username, minute"
     " ON CONFLICT (username, timestamp) DO UPDATE"
     " SET submission_count = submissions.submission_count + EXCLUDED.submission_count,"
-    " difficulty_sum = submissions.difficulty_sum + EXCLUDED.difficulty_sum";
+    " difficulty_sum = submissions.difficulty_sum + EXCLUDED.difficulty_sum)"
+    " SELECT ok FROM guard";
 
 const char KP_PG_SQL_PRUNE[] =
     "DELETE FROM kupool_processed_events WHERE event_id IN ("

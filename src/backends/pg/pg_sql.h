@@ -21,12 +21,14 @@ extern const char KP_PG_SQL_SCHEMA_CREATE[];
  *   LEGACY       $1 event_ids text[]              -- those a v1 store already counted
  *   WRITE        see pg_batch.h                   -- per-event ids, ranges, counts: one statement
  * The transaction is implicit: it ends at the pipeline's sync, so the locks are held until the
- * counts are committed. */
+ * counts are committed. A batch that continues the range this store wrote last skips the read:
+ * LOCK then a guarded WRITE, one round trip (the guard: KP_PG_SQL_WRITE's comment). */
 extern const char KP_PG_SQL_LOCK[];
 extern const char KP_PG_SQL_READ_RANGES[];
 extern const char KP_PG_SQL_LEGACY[];
 extern const char KP_PG_SQL_WRITE[];
-#define KP_PG_WRITE_PARAMS 13
+#define KP_PG_WRITE_PARAMS 17 /* 13 arrays, then the fast path's guard (NULLs after a read) */
+#define KP_PG_WRITE_ARRAYS 13
 
 extern const char KP_PG_SQL_PRUNE[];        /* per-event ids idle 24 h, one chunk */
 extern const char KP_PG_SQL_PRUNE_RANGES[]; /* ranges not extended for 24 h */

@@ -17,7 +17,9 @@
  * or none, so a batch redelivered after a crash, or retried after a lost commit reply, adds
  * nothing the second time; the node locks keep two consumers of one queue exact. Bookkeeping
  * idle for KP_PG_PRUNE_AGE is pruned, at most every PRUNE_EVERY_MS. The reasoning and the
- * failure analysis: docs/architecture.md, "PostgreSQL stats".
+ * failure analysis: docs/architecture.md, "PostgreSQL stats". The transaction itself is
+ * pg_record.c; this file is the connections, their deadlines and retries, and the vtable (a
+ * little over 600 lines: both connection slots share that machinery, which reads best whole).
  *
  * The arrays travel as text-format array literals with every element quoted, so no username
  * (any UTF-8 without control characters: spaces, quotes, braces, commas, "NULL") can change the
@@ -56,8 +58,7 @@
 #include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
-#include "pg_batch.h"
-#include "pg_ranges.h"
+#include "pg_record.h"
 #include "pg_sql.h"
 
 #define MODULE "stats.pg"
@@ -91,10 +92,7 @@ typedef struct stats_pg {
     char target[256]; /* host, port, dbname and user for logs: never the password */
 
     pg_slot writer; /* record(): the consumer thread only; what follows, too */
-    kp_pg_dedupe dedupe; /* the batch's plan, kept between calls */
-    kp_pg_batch batch;   /* its parameters */
-    kp_pg_range *read;   /* the ranges read */
-    size_t read_cap;
+    kp_pg_recorder recorder; /* the batch's plan, parameters and ranges read, kept between calls */
     bool legacy;         /* the per-event table may hold ids a v1 store counted: probe them */
     uint64_t next_prune; /* monotonic ms */
 
@@ -419,167 +417,6 @@ static void maybe_prune(stats_pg *sp)
                  KP_INT("ranges", ranges), KP_QSTR("idle_for", KP_PG_PRUNE_AGE));
 }
 
-/* ---- record: one pipelined transaction ---------------------------------------------------- */
-
-/* Why the current attempt failed, for the log. */
-typedef struct failure {
-    char msg[512];
-    bool fatal; /* the server ended the session (FATAL): the connection is as good as lost */
-} failure;
-
-static void fail_with(failure *f, PGconn *c, const PGresult *res, const char *what)
-{
-    const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
-    f->fatal = f->fatal || (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0));
-    const char *m = res ? PQresultErrorMessage(res) : NULL;
-    if (!m || !*m)
-        m = PQerrorMessage(c);
-    snprintf(f->msg, sizeof f->msg, "%s: %s", what, m && *m ? m : "no result");
-}
-
-/* The next query's single result, which must have status `want`, and the NULL that ends it.
- * On success `*out` (when not NULL) holds it; else the failure is described. */
-static bool take(PGconn *c, ExecStatusType want, PGresult **out, failure *f, const char *what)
-{
-    PGresult *res = PQgetResult(c);
-    if (PQresultStatus(res) != want) {
-        fail_with(f, c, res, what);
-        PQclear(res);
-        return false;
-    }
-    PGresult *end = PQgetResult(c);
-    if (end) {
-        PQclear(end);
-        PQclear(res);
-        snprintf(f->msg, sizeof f->msg, "%s: more than one result", what);
-        return false;
-    }
-    if (out)
-        *out = res;
-    else
-        PQclear(res);
-    return true;
-}
-
-static bool send_prepared(PGconn *c, const char *stmt, int nparams, const char *const *params,
-                          failure *f)
-{
-    if (PQsendQueryPrepared(c, stmt, nparams, params, NULL, NULL, 0))
-        return true;
-    fail_with(f, c, NULL, stmt);
-    return false;
-}
-
-/* The rows of kp_read_ranges into sp->read. */
-static int read_ranges(stats_pg *sp, const PGresult *res, size_t *n)
-{
-    int rows = PQntuples(res);
-    *n = rows > 0 ? (size_t)rows : 0;
-    if (*n > sp->read_cap) {
-        kp_pg_range *r = realloc(sp->read, *n * sizeof(*r));
-        if (!r)
-            return KP_ENOMEM;
-        sp->read = r;
-        sp->read_cap = *n;
-    }
-    for (size_t i = 0; i < *n; i++)
-        sp->read[i] = (kp_pg_range){strtoll(PQgetvalue(res, (int)i, 0), NULL, 10),
-                                    strtoll(PQgetvalue(res, (int)i, 1), NULL, 10),
-                                    strtoll(PQgetvalue(res, (int)i, 2), NULL, 10)};
-    return 0;
-}
-
-/* Round trip 1: lock the batch's node boots, read their ranges (and the legacy ids), resolve.
- * Pipelined without a sync, so it is the start of the transaction the write ends. */
-static int lock_and_read(stats_pg *sp, PGconn *c, const kp_event *events, failure *f)
-{
-    kp_pg_dedupe *d = &sp->dedupe;
-    kp_pg_batch *b = &sp->batch;
-    bool legacy = sp->legacy;
-    int rc = kp_pg_batch_reads(b, events, d, legacy);
-    if (rc != 0)
-        return rc;
-    const char *spans[3] = {b->span_nodes.p, b->span_los.p, b->span_his.p};
-    if (!send_prepared(c, "kp_lock", 1, (const char *const *)&b->locks.p, f) ||
-        !send_prepared(c, "kp_read_ranges", 3, spans, f) ||
-        (legacy && !send_prepared(c, "kp_legacy", 1, (const char *const *)&b->seq_ids.p, f)))
-        return KP_EIO;
-    if (!PQsendFlushRequest(c) || PQflush(c) != 0) {
-        fail_with(f, c, NULL, "flush");
-        return KP_EIO;
-    }
-    PGresult *res = NULL;
-    if (!take(c, PGRES_TUPLES_OK, NULL, f, "kp_lock") ||
-        !take(c, PGRES_TUPLES_OK, &res, f, "kp_read_ranges"))
-        return KP_EIO;
-    size_t nread = 0;
-    rc = read_ranges(sp, res, &nread);
-    PQclear(res);
-    if (rc != 0)
-        return rc;
-    if (legacy) {
-        if (!take(c, PGRES_TUPLES_OK, &res, f, "kp_legacy"))
-            return KP_EIO;
-        for (int i = 0; i < PQntuples(res); i++) {
-            int64_t node, seq;
-            if (kp_pg_seq_id(PQgetvalue(res, i, 0), &node, &seq))
-                kp_pg_dedupe_mark_seen(d, node, seq);
-        }
-        PQclear(res);
-    }
-    rc = kp_pg_dedupe_resolve(d, sp->read, nread);
-    if (rc == KP_EINVAL) {
-        snprintf(f->msg, sizeof f->msg,
-                 "kupool_processed_ranges holds a row with lo < 1, lo > hi or hi = 2^63-1");
-        return KP_EIO;
-    }
-    return rc;
-}
-
-/* The whole transaction on the writer's connection. Any failure leaves the connection in the
- * middle of a pipeline: the caller drops it, which rolls the transaction back. */
-static int record_txn(stats_pg *sp, const kp_event *events, size_t n, failure *f)
-{
-    PGconn *c = sp->writer.conn;
-    kp_pg_dedupe *d = &sp->dedupe;
-    int rc = kp_pg_dedupe_plan(d, events, n);
-    if (rc != 0)
-        return rc;
-    if (!PQenterPipelineMode(c)) {
-        fail_with(f, c, NULL, "pipeline mode");
-        return KP_EIO;
-    }
-    if (d->nordered > 0 && (rc = lock_and_read(sp, c, events, f)) != 0)
-        return rc;
-    bool needed = false;
-    rc = kp_pg_batch_writes(&sp->batch, events, d, &needed);
-    if (rc != 0)
-        return rc;
-    const char *params[KP_PG_WRITE_PARAMS];
-    for (size_t i = 0; i < KP_PG_WRITE_PARAMS; i++)
-        params[i] = sp->batch.write[i].p;
-    if (needed && !send_prepared(c, "kp_write", KP_PG_WRITE_PARAMS, params, f))
-        return KP_EIO;
-    if (!PQpipelineSync(c)) {
-        fail_with(f, c, NULL, "sync");
-        return KP_EIO;
-    }
-    if (needed && !take(c, PGRES_COMMAND_OK, NULL, f, "kp_write"))
-        return KP_EIO;
-    PGresult *sync = PQgetResult(c); /* the commit */
-    bool ok = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    if (!ok)
-        fail_with(f, c, sync, "commit");
-    PQclear(sync);
-    if (!ok)
-        return KP_EIO;
-    if (!PQexitPipelineMode(c)) {
-        fail_with(f, c, NULL, "leaving pipeline mode");
-        return KP_EIO;
-    }
-    return 0;
-}
-
 static int pg_record(kp_stats *st, const kp_event *events, size_t n)
 {
     stats_pg *sp = (stats_pg *)st;
@@ -591,8 +428,8 @@ static int pg_record(kp_stats *st, const kp_event *events, size_t n)
         int rc = slot_ensure(sp, slot, &reused);
         if (rc != 0)
             return rc;
-        failure f = {.fatal = false};
-        rc = record_txn(sp, events, n, &f);
+        kp_pg_failure f = {.fatal = false};
+        rc = kp_pg_record_txn(&sp->recorder, slot->conn, sp->legacy, events, n, &f);
         if (rc == 0)
             break;
         /* In a pipeline libpq may hand over a FATAL before it has read the EOF behind it. */
@@ -658,12 +495,12 @@ static int pg_query(kp_stats *st, const char *username, kp_minute_count **out, s
 static void pg_free(kp_stats *st)
 {
     stats_pg *sp = (stats_pg *)st;
+    KP_DEBUG(MODULE, "record paths", KP_UINT("fast", sp->recorder.fast),
+             KP_UINT("fast_guard_failed", sp->recorder.fast_missed));
     slot_close(&sp->writer);
     slot_close(&sp->reader);
     pthread_mutex_destroy(&sp->query_mu);
-    kp_pg_dedupe_free(&sp->dedupe);
-    kp_pg_batch_free(&sp->batch);
-    free(sp->read);
+    kp_pg_recorder_free(&sp->recorder);
     free(sp->keywords);
     free(sp->values);
     PQconninfoFree(sp->opts);
