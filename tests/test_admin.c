@@ -638,20 +638,34 @@ static void test_metrics(void **state)
         {
             cJSON *minute = cJSON_GetObjectItem(item, "minute");
             cJSON *count = cJSON_GetObjectItem(item, "count");
+            cJSON *dsum = cJSON_GetObjectItem(item, "difficulty_sum");
             assert_true(cJSON_IsString(minute) && cJSON_IsNumber(count));
             int64_t at = parse_minute(minute->valuestring);
             assert_true(at >= minute_before && at <= minute_after);
             total += count->valuedouble;
+            /* difficulty off: every share weighs 1 */
+            assert_true(cJSON_IsNumber(dsum) && dsum->valuedouble == count->valuedouble);
         }
         assert_true(total == 3);
+        /* The hashrate covers complete minutes only: the submits were made just now, so at
+         * most the minute before the current one can hold them (a run across a boundary). */
+        cJSON *hr = cJSON_GetObjectItem(doc, "hashrate");
+        assert_true(cJSON_IsObject(hr));
+        const char *windows[] = {"1m", "5m", "60m"};
+        for (size_t w = 0; w < 3; w++) {
+            cJSON *h = cJSON_GetObjectItem(hr, windows[w]);
+            assert_true(cJSON_IsNumber(h) && h->valuedouble >= 0 && h->valuedouble <= 3.0 / 60);
+        }
         cJSON_Delete(doc);
         response_free(&r);
     }
 
     http_get(fx->admin_port, "/stats?username=bob", &r);
     assert_int_equal(r.status, 200);
-    assert_true(r.body_len == strlen("{\"username\":\"bob\",\"minutes\":[]}\n"));
-    assert_memory_equal(r.body, "{\"username\":\"bob\",\"minutes\":[]}\n", r.body_len);
+    static const char bob[] =
+        "{\"username\":\"bob\",\"minutes\":[],\"hashrate\":{\"1m\":0,\"5m\":0,\"60m\":0}}\n";
+    assert_true(r.body_len == strlen(bob));
+    assert_memory_equal(r.body, bob, r.body_len);
     response_free(&r);
 
     kp_close(m.fd);

@@ -119,22 +119,67 @@ static void test_text_rule(void **state)
 static void test_stats_body(void **state)
 {
     kp_minute_count counts[] = {
-        {.minute = 1795552260, .count = 3},          /* 2026-11-24T20:31:00Z */
-        {.minute = 253402300800 + 60, .count = 1},   /* year 10000: Unix seconds instead */
+        {.minute = 1795552260, .count = 3, .difficulty_sum = 3}, /* 2026-11-24T20:31:00Z */
+        {.minute = 1795552320, .count = 2, .difficulty_sum = 9007199254740992.0}, /* 2^53 */
+        {.minute = 253402300800 + 60, .count = 1, .difficulty_sum = 0.5}, /* year 10000 */
     };
-    kp_query_result res = {.rc = 0, .counts = counts, .n = 2};
+    /* 20:33:10Z: 20:32 is the last complete minute. */
+    kp_query_result res = {.rc = 0, .counts = counts, .n = 3, .wall_ms = 1795552390000};
     char *text = kp_admin_stats_json("j\xc3\xbcrgen \"x\"", &res);
     assert_non_null(text);
     assert_string_equal(text, "{\"username\":\"j\xc3\xbcrgen \\\"x\\\"\",\"minutes\":["
-                              "{\"minute\":\"2026-11-24T20:31:00Z\",\"count\":3},"
-                              "{\"minute\":\"253402300860\",\"count\":1}]}");
+                              "{\"minute\":\"2026-11-24T20:31:00Z\",\"count\":3,"
+                              "\"difficulty_sum\":3},"
+                              "{\"minute\":\"2026-11-24T20:32:00Z\",\"count\":2,"
+                              "\"difficulty_sum\":9007199254740992},"
+                              "{\"minute\":\"253402300860\",\"count\":1,\"difficulty_sum\":0.5}],"
+                              "\"hashrate\":{\"1m\":150119987579016.53,"
+                              "\"5m\":30023997515803.32,\"60m\":2501999792983.61}}");
     cJSON_free(text);
 
-    kp_query_result none = {0};
+    kp_query_result none = {.wall_ms = 1795552390000};
     text = kp_admin_stats_json("a", &none);
     assert_non_null(text);
-    assert_string_equal(text, "{\"username\":\"a\",\"minutes\":[]}");
+    assert_string_equal(text, "{\"username\":\"a\",\"minutes\":[],"
+                              "\"hashrate\":{\"1m\":0,\"5m\":0,\"60m\":0}}");
     cJSON_free(text);
+}
+
+/* The hashrate windows: the last 1, 5 and 60 complete minutes before the wall clock, the
+ * current minute and later ones left out, missing minutes counting 0. */
+static void test_hashrate_windows(void **state)
+{
+    (void)state;
+    const int64_t m2035 = 1795552500; /* 2026-11-24T20:35:00Z */
+    kp_minute_count counts[] = {
+        {.minute = m2035 - 61 * 60, .difficulty_sum = 1e9},  /* 19:34: outside 60m */
+        {.minute = m2035 - 60 * 60, .difficulty_sum = 3600}, /* 19:35: first of the 60 */
+        {.minute = m2035 - 6 * 60, .difficulty_sum = 7200},  /* 20:29: outside 5m */
+        {.minute = m2035 - 5 * 60, .difficulty_sum = 180},   /* 20:30: first of the 5 */
+        {.minute = m2035 - 4 * 60, .difficulty_sum = 300},   /* 20:31 */
+        {.minute = m2035 - 60, .difficulty_sum = 120},       /* 20:34: the last complete */
+        {.minute = m2035, .difficulty_sum = 6000},           /* 20:35: current, incomplete */
+        {.minute = m2035 + 300, .difficulty_sum = 6000},     /* a clock running ahead */
+    };
+    size_t n = sizeof(counts) / sizeof(counts[0]);
+    int64_t now = m2035 * 1000 + 30000; /* 20:35:30 */
+    assert_true(kp_admin_hashrate(counts, n, now, 1) == 2.0);
+    assert_true(kp_admin_hashrate(counts, n, now, 5) == 2.0); /* (180 + 300 + 120) / 300 */
+    assert_true(kp_admin_hashrate(counts, n, now, 60) == (3600.0 + 7200 + 600) / 3600);
+    assert_true(kp_admin_hashrate(counts, n, now, 0) == 0);
+    /* At the minute's first millisecond 20:34 is complete; a millisecond earlier it is not. */
+    assert_true(kp_admin_hashrate(counts, n, m2035 * 1000, 1) == 2.0);
+    assert_true(kp_admin_hashrate(counts, n, m2035 * 1000 - 1, 1) == 0.0); /* 20:33: no row */
+    assert_true(kp_admin_hashrate(counts, n, m2035 * 1000 - 1, 5) == 480.0 / 300 + 7200.0 / 300);
+    /* Order does not matter. */
+    kp_minute_count rev[sizeof(counts) / sizeof(counts[0])];
+    for (size_t i = 0; i < n; i++)
+        rev[i] = counts[n - 1 - i];
+    assert_true(kp_admin_hashrate(rev, n, now, 60) == kp_admin_hashrate(counts, n, now, 60));
+    /* Before 1970 the minute is floored, not truncated toward zero. */
+    kp_minute_count old = {.minute = -120, .difficulty_sum = 60};
+    assert_true(kp_admin_hashrate(&old, 1, -30000, 1) == 1.0); /* now -0:30 → -1:00 current */
+    assert_true(kp_admin_hashrate(NULL, 0, now, 60) == 0);
 }
 
 int main(void)
@@ -144,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_incomplete_and_oversized),
         cmocka_unit_test(test_text_rule),
         cmocka_unit_test(test_stats_body),
+        cmocka_unit_test(test_hashrate_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,6 +83,52 @@ static void test_counts(void **state)
     kp_stats_free(st);
 }
 
+/* Each minute sums the difficulties of its events in the same step as the count: a zeroed
+ * difficulty (a v1 event) counts as 1, so with difficulty off the sum equals the count; large
+ * difficulties add exactly while the sum stays below 2^53. */
+static void test_difficulty_sums(void **state)
+{
+    (void)state;
+    kp_stats *st = open_store(3600, 10, 100);
+    kp_event batch[5] = {event_at("alice", T0, 1), event_at("alice", T0 + 1, 2),
+                         event_at("alice", T0 + 2, 3), event_at("alice", T0 + 60, 4),
+                         event_at("bob", T0, 5)};
+    batch[1].difficulty = 1; /* explicit 1 and left at 0 are the same */
+    batch[2].difficulty = 256;
+    batch[3].difficulty = (UINT64_C(1) << 52);
+    batch[4].difficulty = 7;
+    assert_int_equal(kp_stats_record(st, batch, 5), 0);
+    kp_event more = event_at("alice", T0 + 61, 6);
+    more.difficulty = (UINT64_C(1) << 52) - 1;
+    assert_int_equal(kp_stats_record(st, &more, 1), 0);
+
+    kp_minute_count *m = NULL;
+    size_t n = 0;
+    assert_int_equal(kp_stats_query(st, "alice", &m, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0].minute, T0);
+    assert_int_equal(m[0].count, 3);
+    assert_true(m[0].difficulty_sum == 258.0);
+    assert_int_equal(m[1].count, 2);
+    assert_true(m[1].difficulty_sum == 9007199254740991.0); /* 2^53 - 1: every unit kept */
+    free(m);
+    assert_int_equal(kp_stats_query(st, "bob", &m, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(m[0].difficulty_sum == 7.0);
+    free(m);
+
+    /* Defaults: a thousand difficulty-off events sum to their count. */
+    kp_event plain[1000];
+    for (unsigned i = 0; i < 1000; i++)
+        plain[i] = event_at("carol", T0 + (int64_t)(i % 120), 100 + i);
+    assert_int_equal(kp_stats_record(st, plain, 1000), 0);
+    assert_int_equal(kp_stats_query(st, "carol", &m, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_true(m[i].difficulty_sum == (double)m[i].count);
+    free(m);
+    kp_stats_free(st);
+}
+
 /* Minutes older than the window are not returned, are dropped when the clock moves on, and a
  * user whose every minute aged out is forgotten. */
 static void test_retention(void **state)
@@ -186,6 +232,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_difficulty_sums),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_user_cap),
         cmocka_unit_test(test_entry_cap),

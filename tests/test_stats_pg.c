@@ -23,6 +23,7 @@
 
 #include "backends.h"
 #include "kupool/error.h"
+#include "pg/pg_sql.h"
 #include "testsupport.h"
 
 #define NUSERS 7
@@ -79,7 +80,8 @@ static int64_t sql_int(PGconn *c, const char *sql)
 static void drop_tables(PGconn *c)
 {
     sql_ok(c, "SET client_min_messages = warning");
-    sql_ok(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events");
+    sql_ok(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events,"
+              " kupool_processed_ranges");
 }
 
 static kp_stats *open_store(const char *dsn)
@@ -107,21 +109,34 @@ static kp_event make_event(const char *prefix, int seq, const char *user, int64_
     return ev;
 }
 
+/* Event i's difficulty: every fifth left unset (a v1 event: counts as 1), the others large and
+ * uneven, so a sum that adds an event twice or misses one cannot come out right by accident. */
+static uint64_t workload_difficulty(int i)
+{
+    return i % 5 == 0 ? 0 : 1 + (uint64_t)(i % 11) * 1000003;
+}
+
 /* Event i of a workload: user i % NUSERS, minute (i / NUSERS) % NMINUTES, a few seconds in. */
 static kp_event workload_event(const char *prefix, int i)
 {
     int64_t ts = BASE_MS + (int64_t)((i / NUSERS) % NMINUTES) * 60000 + (i * 7919) % 60000;
-    return make_event(prefix, i, USERS[i % NUSERS], ts);
+    kp_event ev = make_event(prefix, i, USERS[i % NUSERS], ts);
+    ev.difficulty = workload_difficulty(i);
+    return ev;
 }
 
 typedef struct expected {
     int64_t count[NUSERS][NMINUTES];
+    double dsum[NUSERS][NMINUTES];
 } expected;
 
 static void expect_add(expected *e, int first, int n)
 {
-    for (int i = first; i < first + n; i++)
+    for (int i = first; i < first + n; i++) {
         e->count[i % NUSERS][(i / NUSERS) % NMINUTES]++;
+        uint64_t d = workload_difficulty(i);
+        e->dsum[i % NUSERS][(i / NUSERS) % NMINUTES] += d ? (double)d : 1;
+    }
 }
 
 /* Records events[0..n) in consumer-sized batches; returns the elapsed milliseconds. */
@@ -150,8 +165,8 @@ static int user_index(const char *name)
 static void expect_table(PGconn *c, const expected *e)
 {
     PGresult *r = PQexec(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8,"
-                            " to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS'), submission_count"
-                            " FROM submissions");
+                            " to_char(timestamp, 'YYYY-MM-DD HH24:MI:SS'), submission_count,"
+                            " difficulty_sum FROM submissions");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     int want_rows = 0;
     for (int u = 0; u < NUSERS; u++)
@@ -175,6 +190,10 @@ static void expect_table(PGconn *c, const expected *e)
         if (count != e->count[u][m])
             fail_msg("%s minute %" PRId64 ": count %" PRId64 ", want %" PRId64, USERS[u], m,
                      count, e->count[u][m]);
+        double dsum = strtod(PQgetvalue(r, i, 4), NULL);
+        if (dsum != e->dsum[u][m])
+            fail_msg("%s minute %" PRId64 ": difficulty_sum %.17g, want %.17g", USERS[u], m,
+                     dsum, e->dsum[u][m]);
     }
     PQclear(r);
 }
@@ -193,6 +212,7 @@ static void expect_query(kp_stats *st, const expected *e)
             assert_true(k < n);
             assert_int_equal(rows[k].minute, BASE_MS / 1000 + m * 60);
             assert_int_equal(rows[k].count, e->count[u][m]);
+            assert_true(rows[k].difficulty_sum == e->dsum[u][m]);
             k++;
         }
         assert_int_equal(k, n);
@@ -294,7 +314,8 @@ static void test_silent_server_times_out(void **state)
     close(fd);
 }
 
-/* The first record creates the Go original's table, exactly, and the bookkeeping table. */
+/* The first record creates the Go original's table plus SPEC §8's difficulty_sum, and the
+ * bookkeeping tables. */
 static void test_tables_created_on_first_record(void **state)
 {
     (void)state;
@@ -310,7 +331,7 @@ static void test_tables_created_on_first_record(void **state)
                             " FROM information_schema.columns"
                             " WHERE table_name = 'submissions' ORDER BY ordinal_position");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(r), 3);
+    assert_int_equal(PQntuples(r), 4);
     assert_string_equal(PQgetvalue(r, 0, 0), "username");
     assert_string_equal(PQgetvalue(r, 0, 1), "character varying");
     assert_string_equal(PQgetvalue(r, 0, 2), "255");
@@ -318,7 +339,14 @@ static void test_tables_created_on_first_record(void **state)
     assert_string_equal(PQgetvalue(r, 1, 1), "timestamp without time zone");
     assert_string_equal(PQgetvalue(r, 2, 0), "submission_count");
     assert_string_equal(PQgetvalue(r, 2, 1), "integer");
+    assert_string_equal(PQgetvalue(r, 3, 0), "difficulty_sum");
+    assert_string_equal(PQgetvalue(r, 3, 1), "double precision");
     PQclear(r);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM information_schema.columns"
+                                " WHERE table_name = 'submissions' AND column_name ="
+                                " 'difficulty_sum' AND is_nullable = 'NO'"
+                                " AND column_default = '0'::text"),
+                     1);
     r = PQexec(c, "SELECT string_agg(a.attname, ',' ORDER BY k.i)"
                   " FROM pg_index x CROSS JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, i)"
                   " JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum"
@@ -647,6 +675,343 @@ static void test_query_deadline_blocked_statement(void **state)
     PQfinish(c);
 }
 
+/* ---- the bookkeeping: ranges of sequence numbers (issue 12) ------------------------------- */
+
+#define NODE_A "0123456789abcdef"
+#define NODE_B "fedcba9876543210" /* negative as BIGINT */
+
+/* Workload event i with a KuPool id: node boot `node`, sequence i + 1. */
+static kp_event seq_event(const char *node, int i)
+{
+    kp_event ev = workload_event("x", i);
+    snprintf(ev.event_id, sizeof(ev.event_id), "%s-%d", node, i + 1);
+    return ev;
+}
+
+/* Records workload events [first, first + n) of `node`, `batch` at a time. */
+static void record_seq(kp_stats *st, const char *node, int first, int n, int batch)
+{
+    kp_event *evs = malloc((size_t)batch * sizeof(*evs));
+    assert_non_null(evs);
+    for (int i = first; i < first + n; i += batch) {
+        int k = first + n - i < batch ? first + n - i : batch;
+        for (int j = 0; j < k; j++)
+            evs[j] = seq_event(node, i + j);
+        assert_int_equal(kp_stats_record(st, evs, (size_t)k), 0);
+    }
+    free(evs);
+}
+
+/* The rows of kupool_processed_ranges as "node:lo-hi,..." ordered, nodes in hex. */
+static void ranges_text(PGconn *c, char *buf, size_t cap)
+{
+    PGresult *r = PQexec(c, "SELECT coalesce(string_agg(lpad(to_hex(node), 16, '0') || ':' || lo"
+                            " || '-' || hi, ',' ORDER BY lpad(to_hex(node), 16, '0'), lo), '')"
+                            " FROM kupool_processed_ranges");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(buf, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+/* KuPool ids: in order, out of order, overlapping, redelivered whole, one at a time, repeated in
+ * a batch, two boots in one batch. Each event counts once with its difficulty, the ranges end as
+ * one row per boot, and no per-event row is written. */
+static void test_ranges_exactly_once(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    expected e = {0};
+    record_seq(st, NODE_A, 0, 2000, 1024);    /* in order */
+    record_seq(st, NODE_A, 4000, 1000, 1000); /* ahead: a gap */
+    char text[512];
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-2000," NODE_A ":4001-5000");
+    record_seq(st, NODE_A, 2000, 1000, 300);  /* part of the gap */
+    record_seq(st, NODE_A, 2500, 2000, 700);  /* overlaps both sides */
+    expect_add(&e, 0, 5000);
+    expect_table(c, &e);
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-5000");
+    record_seq(st, NODE_A, 0, 5000, 5000);    /* redelivered whole */
+    record_seq(st, NODE_A, 4990, 20, 1);      /* one at a time, half new */
+    expect_add(&e, 5000, 10);
+    expect_table(c, &e);
+
+    /* Repeats inside a batch and two boots in one batch (a spool replayed after a restart). */
+    kp_event evs[6] = {seq_event(NODE_B, 0), seq_event(NODE_A, 5010), seq_event(NODE_B, 0),
+                       seq_event(NODE_A, 5011), seq_event(NODE_A, 5010), seq_event(NODE_B, 1)};
+    assert_int_equal(kp_stats_record(st, evs, 6), 0);
+    assert_int_equal(kp_stats_record(st, evs, 6), 0);
+    expect_add(&e, 5010, 2);
+    expect_add(&e, 0, 2); /* NODE_B's events 0 and 1 are workload events 0 and 1 again */
+    expect_table(c, &e);
+    expect_query(st, &e);
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-5012," NODE_B ":1-2");
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), 0);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+typedef struct recorder {
+    kp_stats *st;
+    int nbatches, batch;
+    bool descending;
+    int failures;
+} recorder;
+
+/* Records every batch of the shared workload, in its own order. */
+static void *run_recorder(void *arg)
+{
+    recorder *r = arg;
+    kp_event *evs = malloc((size_t)r->batch * sizeof(*evs));
+    for (int k = 0; evs && k < r->nbatches; k++) {
+        int b = r->descending ? r->nbatches - 1 - k : k;
+        for (int j = 0; j < r->batch; j++)
+            evs[j] = seq_event(NODE_A, b * r->batch + j);
+        if (kp_stats_record(r->st, evs, (size_t)r->batch) != 0)
+            r->failures++;
+    }
+    free(evs);
+    return NULL;
+}
+
+/* Two consumers of one queue (two stores, two connections, two threads) record the same node
+ * boot's batches at once, one ascending and one descending, so every batch is recorded twice,
+ * often concurrently: the node lock keeps every event counted exactly once. */
+static void test_two_concurrent_recorders(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    recorder r[2] = {{.nbatches = 40, .batch = 500}, {.nbatches = 40, .batch = 500,
+                                                      .descending = true}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        r[i].st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+        kp_event warm = seq_event(NODE_B, i); /* connect and create outside the race */
+        assert_int_equal(kp_stats_record(r[i].st, &warm, 1), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, run_recorder, &r[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].failures, 0);
+    }
+    expected e = {0};
+    expect_add(&e, 0, 20000);
+    expect_add(&e, 0, 2); /* the two warm-up events */
+    expect_table(c, &e);
+    char text[256];
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-20000," NODE_B ":1-2");
+    for (int i = 0; i < 2; i++)
+        kp_stats_free(r[i].st);
+    PQfinish(c);
+}
+
+/* The prune horizon: a boot whose ranges were not extended for 24 h is forgotten, so a replay
+ * of its events counts again (documented); one extended 23 h ago is remembered. Foreign ids
+ * likewise by their own age. */
+static void test_replay_after_prune_horizon(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    record_seq(st, NODE_A, 0, 100, 100);
+    record_seq(st, NODE_B, 0, 100, 100);
+    kp_stats_free(st);
+    sql_ok(c, "UPDATE kupool_processed_ranges SET updated_at = now() - CASE"
+              " WHEN node = x'" NODE_A "'::int8 THEN interval '25 hours'"
+              " ELSE interval '23 hours' END");
+    st = open_store(env_or_fail("KUP_TEST_PG_DSN")); /* a new store prunes after its first batch */
+    kp_event other = make_event("other", 1, "alice", BASE_MS);
+    assert_int_equal(kp_stats_record(st, &other, 1), 0);
+    char text[256];
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_B ":1-100");
+    int64_t before = sql_int(c, "SELECT sum(submission_count) FROM submissions");
+    record_seq(st, NODE_A, 0, 100, 100); /* forgotten: counted again */
+    record_seq(st, NODE_B, 0, 100, 100); /* remembered */
+    assert_int_equal(sql_int(c, "SELECT sum(submission_count) FROM submissions"), before + 100);
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-100," NODE_B ":1-100");
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* A redelivery racing a prune: a record extends an idle range (here: its write, held open in a
+ * transaction) while the prune's DELETE waits for the row. READ COMMITTED re-checks the prune's
+ * age test against the row's new version, so the range survives; before the extension commits
+ * nothing the record read was removed under it, and after it the range is young. */
+static void test_prune_spares_a_range_being_extended(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    record_seq(st, NODE_A, 0, 100, 100);
+    kp_stats_free(st);
+    sql_ok(c, "UPDATE kupool_processed_ranges SET updated_at = now() - interval '30 hours'");
+
+    sql_ok(c, "BEGIN");
+    sql_ok(c, "INSERT INTO kupool_processed_ranges (node, lo, hi)"
+              " VALUES (x'" NODE_A "'::int8, 1, 150)"
+              " ON CONFLICT (node, lo) DO UPDATE SET hi = EXCLUDED.hi, updated_at = now()");
+    PGconn *pruner = admin_connect();
+    assert_int_equal(PQsendQuery(pruner, KP_PG_SQL_PRUNE_RANGES), 1);
+    usleep(300 * 1000);
+    assert_int_equal(PQisBusy(pruner), 1); /* waiting for the row */
+    sql_ok(c, "COMMIT");
+    PGresult *r = PQgetResult(pruner);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    assert_string_equal(PQcmdTuples(r), "0");
+    PQclear(r);
+    while ((r = PQgetResult(pruner)))
+        PQclear(r);
+    char text[256];
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, NODE_A ":1-150");
+    PQfinish(pruner);
+    PQfinish(c);
+}
+
+/* A v1 database (the tables as v1 created them, with rows): the first connect adds
+ * difficulty_sum in place, backfilled with each row's count (every v1 share was difficulty 1);
+ * the counts stay; ids v1 counted are not counted again, whether KuPool's (probed in the
+ * per-event table, then covered by a range) or foreign; a second store does not migrate again. */
+static void test_v1_database_migrated(void **state)
+{
+    (void)state;
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    sql_ok(c, "CREATE TABLE submissions (username VARCHAR(255), timestamp TIMESTAMP,"
+              " submission_count INT, PRIMARY KEY(username, timestamp))");
+    sql_ok(c, "INSERT INTO submissions VALUES ('alice', '2025-11-24 20:31:00', 41),"
+              " ('bob', '2025-11-24 20:32:00', 7)");
+    sql_ok(c, "CREATE TABLE kupool_processed_events (event_id TEXT PRIMARY KEY,"
+              " processed_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+    sql_ok(c, "CREATE INDEX kupool_processed_events_processed_at_idx"
+              " ON kupool_processed_events (processed_at)");
+    sql_ok(c, "INSERT INTO kupool_processed_events (event_id) VALUES"
+              " ('00000000000000ab-1'), ('00000000000000ab-2'), ('v1-foreign-1')");
+
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event evs[5] = {
+        make_event("x", 0, "alice", BASE_MS), make_event("x", 0, "alice", BASE_MS + 1),
+        make_event("x", 0, "bob", BASE_MS + 60000), make_event("x", 0, "alice", BASE_MS + 2),
+        make_event("x", 0, "bob", BASE_MS + 60001),
+    };
+    snprintf(evs[0].event_id, sizeof evs[0].event_id, "00000000000000ab-1"); /* v1 counted */
+    snprintf(evs[1].event_id, sizeof evs[1].event_id, "00000000000000ab-2"); /* v1 counted */
+    snprintf(evs[2].event_id, sizeof evs[2].event_id, "v1-foreign-1");       /* v1 counted */
+    snprintf(evs[3].event_id, sizeof evs[3].event_id, "00000000000000ab-3"); /* new */
+    snprintf(evs[4].event_id, sizeof evs[4].event_id, "new-foreign-1");      /* new */
+    evs[3].difficulty = 5;
+    evs[4].difficulty = 2;
+    assert_int_equal(kp_stats_record(st, evs, 5), 0);
+    assert_int_equal(sql_int(c, "SELECT submission_count FROM submissions"
+                                " WHERE username = 'alice'"), 42);
+    assert_int_equal(sql_int(c, "SELECT difficulty_sum FROM submissions"
+                                " WHERE username = 'alice'"), 46);
+    assert_int_equal(sql_int(c, "SELECT submission_count FROM submissions"
+                                " WHERE username = 'bob'"), 8);
+    assert_int_equal(sql_int(c, "SELECT difficulty_sum FROM submissions"
+                                " WHERE username = 'bob'"), 9);
+    char text[256];
+    ranges_text(c, text, sizeof text);
+    assert_string_equal(text, "00000000000000ab:1-3");
+    kp_stats_free(st);
+
+    st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    assert_int_equal(kp_stats_record(st, evs, 5), 0); /* all seen: nothing changes */
+    assert_int_equal(sql_int(c, "SELECT sum(submission_count) FROM submissions"), 50);
+    assert_int_equal(sql_int(c, "SELECT sum(difficulty_sum) FROM submissions"), 55);
+    kp_minute_count *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(kp_stats_query(st, "alice", &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].count == 42 && rows[0].difficulty_sum == 46);
+    free(rows);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
+/* One batch of `n` events of `node` from sequence `first` (0-based), difficulty d: for the
+ * bound test, which records far more events than it could keep. */
+static void record_block(kp_stats *st, kp_event *buf, const char *node, int64_t first, int n)
+{
+    for (int j = 0; j < n; j++) {
+        memset(&buf[j], 0, sizeof(buf[j]));
+        snprintf(buf[j].event_id, sizeof(buf[j].event_id), "%s-%" PRId64, node, first + j + 1);
+        snprintf(buf[j].username, sizeof(buf[j].username), "user%d", (int)((first + j) % 97));
+        buf[j].ts_ms = BASE_MS + (first + j) / 20000 * 60000;
+        buf[j].difficulty = (uint64_t)((first + j) % 3) + 1;
+    }
+    assert_int_equal(kp_stats_record(st, buf, (size_t)n), 0);
+}
+
+/* The row bound after 1,000,000 events (issue 12: at most one bookkeeping row per 256 counted
+ * events): two node boots (a restart half-way), batches of 4096 delivered with each pair
+ * swapped (two consumers taking turns), then batches of 1, again pairs swapped. Prints the rows
+ * and bytes per event (pg_total_relation_size) for docs/benchmarks.md. */
+static void test_row_bound_million(void **state)
+{
+    (void)state;
+    enum { TOTAL = 1000000, BIG = 4096, SMALL = 3000 };
+    PGconn *c = admin_connect();
+    drop_tables(c);
+    kp_stats *st = open_store(env_or_fail("KUP_TEST_PG_DSN"));
+    kp_event *buf = malloc(BIG * sizeof(*buf));
+    assert_non_null(buf);
+    uint64_t t0 = kp_test_now_ms();
+    int64_t done = 0;
+    for (int boot = 0; boot < 2; boot++) {
+        const char *node = boot == 0 ? NODE_A : NODE_B;
+        int64_t n = TOTAL / 2;
+        for (int64_t i = 0; i < n; i += 2 * BIG) {
+            int64_t second = i + BIG;
+            if (second < n)
+                record_block(st, buf, node, second, (int)(n - second < BIG ? n - second : BIG));
+            record_block(st, buf, node, i, (int)(n - i < BIG ? n - i : BIG));
+        }
+        done += n;
+    }
+    uint64_t big_ms = kp_test_now_ms() - t0;
+    t0 = kp_test_now_ms();
+    for (int64_t i = 0; i < SMALL; i += 2) {
+        record_block(st, buf, NODE_B, TOTAL / 2 + i + 1, 1);
+        record_block(st, buf, NODE_B, TOTAL / 2 + i, 1);
+    }
+    uint64_t small_ms = kp_test_now_ms() - t0;
+    done += SMALL;
+    assert_int_equal(sql_int(c, "SELECT sum(submission_count) FROM submissions"), done);
+    /* difficulties 1, 2, 3 in turn from each boot's sequence 0 */
+    int64_t want = 0;
+    for (int64_t i = 0; i < TOTAL / 2; i++)
+        want += 2 * (i % 3 + 1);
+    for (int64_t i = TOTAL / 2; i < TOTAL / 2 + SMALL; i++)
+        want += i % 3 + 1;
+    assert_int_equal(sql_int(c, "SELECT sum(difficulty_sum)::int8 FROM submissions"), want);
+    int64_t rows = sql_int(c, "SELECT count(*) FROM kupool_processed_ranges");
+    int64_t bytes = sql_int(c, "SELECT pg_total_relation_size('kupool_processed_ranges')");
+    int64_t ev_bytes = sql_int(c, "SELECT pg_total_relation_size('kupool_processed_events')");
+    printf("row bound: %" PRId64 " events (%d at batch %d in %" PRIu64 " ms, %d at batch 1 in %"
+           PRIu64 " ms): %" PRId64 " range rows, %" PRId64 " bytes (%.4f per event);"
+           " per-event table %" PRId64 " bytes\n",
+           done, TOTAL, BIG, big_ms, SMALL, small_ms, rows, bytes, (double)bytes / (double)done,
+           ev_bytes);
+    assert_int_equal(rows, 2);
+    assert_true(rows * 256 <= done);
+    assert_int_equal(sql_int(c, "SELECT count(*) FROM kupool_processed_events"), 0);
+    free(buf);
+    kp_stats_free(st);
+    PQfinish(c);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -664,6 +1029,12 @@ int main(void)
         cmocka_unit_test(test_query_beside_record),
         cmocka_unit_test(test_query_deadline_silent_server),
         cmocka_unit_test(test_query_deadline_blocked_statement),
+        cmocka_unit_test(test_ranges_exactly_once),
+        cmocka_unit_test(test_two_concurrent_recorders),
+        cmocka_unit_test(test_replay_after_prune_horizon),
+        cmocka_unit_test(test_prune_spares_a_range_being_extended),
+        cmocka_unit_test(test_v1_database_migrated),
+        cmocka_unit_test(test_row_bound_million),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* The statistics-store backend vtable: per (username, UTC minute) submit counts (SPEC §3).
+/* The statistics-store backend vtable: per (username, UTC minute) submit counts and difficulty
+ * sums (SPEC §3, §8).
  *
  * An implementation embeds `kp_stats` as its first member and is built by a constructor of the
  * form `int kp_stats_NAME_open(const kp_config *cfg, kp_stats **out)`; src/backends/backends.c
@@ -17,11 +18,20 @@
 #include "kupool/error.h"
 #include "kupool/event.h"
 
+/* Still 1 after SPEC §8 added `difficulty_sum`: no slot's signature changed, and the version
+ * guards the slots, not the structs they pass. Every store is compiled into the same binary as
+ * its callers (static libraries, a built-in registry), so the struct's layout cannot differ
+ * between a store and the admin code; what did change is the contract, written beside each slot
+ * below: `record` sums difficulties, `query` returns them. */
 #define KP_STATS_VERSION 1
 
 typedef struct kp_minute_count {
     int64_t minute; /* Unix seconds of the UTC minute's start */
     int64_t count;
+    /* The sum of kp_event_difficulty() over the `count` events: equal to `count` with difficulty
+     * off. A double as in PostgreSQL's DOUBLE PRECISION column: exact while the sum stays below
+     * 2^53 (a minute of 150 TH/s), rounded to 53 bits beyond. */
+    double difficulty_sum;
 } kp_minute_count;
 
 /* What a bounded store dropped since it was opened, in (username, minute) entries. */
@@ -36,14 +46,15 @@ struct kp_stats {
     unsigned version; /* KP_STATS_VERSION */
     const char *name; /* "memory", "pg", ... */
 
-    /* Counts each event once in (username, kp_event_minute(ev)), all or nothing. An event whose
+    /* Counts each event once in (username, kp_event_minute(ev)), adding kp_event_difficulty(ev)
+     * to that minute's difficulty_sum in the same step, all or nothing. An event whose
      * event_id was already counted is skipped, so a redelivered batch is harmless. Returns 0
      * (committed), KP_EIO (nothing counted: retry later) or KP_ENOMEM. Events are borrowed. */
     int (*record)(kp_stats *st, const kp_event *events, size_t n);
 
-    /* The counts of `username`, oldest minute first. On success `*out` is a malloc'd array the
-     * caller frees with free() (NULL when `*n` is 0). The admin endpoint runs queries one at a
-     * time on one thread, so a store that can block bounds its query time (KP_ETIMEDOUT/KP_EIO). */
+    /* The counts and difficulty sums of `username`, oldest minute first. On success `*out` is a
+     * malloc'd array the caller frees with free() (NULL when `*n` is 0). The admin endpoint runs
+     * queries one at a time on one thread, so a store that can block bounds its query time (KP_ETIMEDOUT/KP_EIO). */
     int (*query)(kp_stats *st, const char *username, kp_minute_count **out, size_t *n);
 
     /* Releases everything. Mandatory. */

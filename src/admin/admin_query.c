@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "kupool/error.h"
 
 typedef enum query_state { Q_QUEUED, Q_RUNNING, Q_DONE } query_state;
@@ -65,6 +66,7 @@ static void worker_main(void *arg)
         q->state = Q_RUNNING;
         uv_mutex_unlock(&w->mu);
 
+        q->res.wall_ms = kp_clock_wall_ms();
         q->res.rc = kp_stats_query(w->stats, q->username, &q->res.counts, &q->res.n);
 
         uv_mutex_lock(&w->mu);

@@ -31,6 +31,7 @@ typedef struct kp_query_result {
     int rc; /* 0, or the store's error */
     kp_minute_count *counts;
     size_t n;
+    int64_t wall_ms; /* the wall clock when the store was asked: "now" for the hashrate */
 } kp_query_result;
 
 typedef void (*kp_query_cb)(kp_query_result *res, void *arg);

@@ -1,5 +1,5 @@
-/* The memory stats store: per (username, minute) counters in a hash table of users, each with
- * its minutes in ascending order (events arrive almost in time order, so an insert is nearly
+/* The memory stats store: per (username, minute) counts and difficulty sums (SPEC §8) in a hash
+ * table of users, each with its minutes in ascending order (events arrive almost in time order, so an insert is nearly
  * always an append). A mutex makes `query` safe beside the consumer's `record`.
  *
  * Bounded (stats_memory.h): minutes older than the retention window (which ends at the newest
@@ -162,28 +162,48 @@ static void trim_user(stats_memory *sm, user_counts *u, int64_t cutoff)
     sm->evicted.expired += old;
 }
 
-static int add_minute(stats_memory *sm, user_counts *u, int64_t minute, int64_t count)
+/* The slot of (u, minute), made (zeroed) when missing. NULL when out of memory. */
+static kp_minute_count *minute_slot(stats_memory *sm, user_counts *u, int64_t minute)
 {
     size_t i = u->len;
     while (i > 0 && u->minutes[i - 1].minute > minute)
         i--;
-    if (i > 0 && u->minutes[i - 1].minute == minute) {
-        u->minutes[i - 1].count += count;
-        return 0;
-    }
+    if (i > 0 && u->minutes[i - 1].minute == minute)
+        return &u->minutes[i - 1];
     if (u->len == u->cap) {
         size_t cap = u->cap ? u->cap * 2 : 4;
         kp_minute_count *m = realloc(u->minutes, cap * sizeof(*m));
         if (!m)
-            return KP_ENOMEM;
+            return NULL;
         u->minutes = m;
         u->cap = cap;
     }
     memmove(u->minutes + i + 1, u->minutes + i, (u->len - i) * sizeof(*u->minutes));
-    u->minutes[i] = (kp_minute_count){.minute = minute, .count = count};
+    u->minutes[i] = (kp_minute_count){.minute = minute};
     u->len++;
     sm->nentries++;
-    return 0;
+    return &u->minutes[i];
+}
+
+/* Undoes what a failed batch's first phase made: slots still at count 0 (every counted slot
+ * holds at least 1) and users left with none. Frees only, so it cannot fail. */
+static void drop_empty_slots(stats_memory *sm, const kp_event *events, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        user_counts *u = find_user(sm, events[i].username);
+        if (!u)
+            continue;
+        size_t w = 0;
+        for (size_t r = 0; r < u->len; r++)
+            if (u->minutes[r].count != 0)
+                u->minutes[w++] = u->minutes[r];
+        sm->nentries -= u->len - w;
+        u->len = w;
+        if (u->len == 0) {
+            uint64_t none = 0;
+            drop_user(sm, u, &none);
+        }
+    }
 }
 
 /* After a batch: forget what aged out of the window, then the least recently counted users
@@ -217,23 +237,28 @@ static int mem_record(kp_stats *st, const kp_event *events, size_t n)
             newest = minute;
     }
     int64_t cutoff = window_start(sm, newest);
-    size_t done = 0;
+    /* All or nothing, in two phases: the consumer retries a failed batch whole. First every
+     * (user, minute) slot the batch needs is made (the only step that allocates, so the only one
+     * that fails); then the counts and sums are added, which cannot fail. Nothing is added and
+     * taken back, so a difficulty sum is never rounded by an undo. */
     int rc = 0;
-    for (; done < n; done++) {
-        int64_t minute = kp_event_minute(&events[done]);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int64_t minute = kp_event_minute(&events[i]);
         if (minute < cutoff)
             continue; /* already outside the window (a replay after a long outage) */
-        user_counts *u = get_user(sm, events[done].username);
-        rc = u ? add_minute(sm, u, minute, 1) : KP_ENOMEM;
-        if (rc != 0)
-            break;
+        user_counts *u = get_user(sm, events[i].username);
+        if (!u || !minute_slot(sm, u, minute))
+            rc = KP_ENOMEM;
     }
-    /* All or nothing: the consumer retries a failed batch whole, so undo the part counted.
-     * Those (user, minute) slots exist now, so undoing allocates nothing and cannot fail. */
-    for (size_t i = 0; rc != 0 && i < done; i++) {
+    if (rc != 0)
+        drop_empty_slots(sm, events, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
         int64_t minute = kp_event_minute(&events[i]);
-        if (minute >= cutoff)
-            add_minute(sm, find_user(sm, events[i].username), minute, -1);
+        if (minute < cutoff)
+            continue;
+        kp_minute_count *m = minute_slot(sm, find_user(sm, events[i].username), minute);
+        m->count++;
+        m->difficulty_sum += (double)kp_event_difficulty(&events[i]);
     }
     if (rc == 0) {
         sm->newest = newest;

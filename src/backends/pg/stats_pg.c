@@ -1,18 +1,25 @@
-/* The PostgreSQL stats store (`-store pg -pg_dsn ...`, SPEC §3 and §6).
+/* The PostgreSQL stats store (`-store pg -pg_dsn ...`, SPEC §3, §6 and §8).
  *
- * Tables, created on every fresh connection when missing:
+ * Tables, created on every fresh connection when missing (a v1 database is migrated in place):
  *   submissions(username VARCHAR(255), timestamp TIMESTAMP, submission_count INT,
- *               PRIMARY KEY(username, timestamp))      -- the Go original's table, UTC minutes
+ *               difficulty_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+ *               PRIMARY KEY(username, timestamp))    -- the Go original's table, UTC minutes
+ *   kupool_processed_ranges(node, lo, hi, updated_at) -- KuPool event ids counted, as ranges of
+ *                                                        sequence numbers per node boot
  *   kupool_processed_events(event_id TEXT PRIMARY KEY, processed_at TIMESTAMPTZ)
- *                                                        -- event_ids already counted
+ *                                                     -- other producers' event ids counted
  *
- * Exactly once: `record` is ONE prepared statement, so one round trip and one transaction. It
- * inserts the batch's event_ids into kupool_processed_events with ON CONFLICT DO NOTHING, and
- * only the ids that insert returns (new ones) are aggregated per (username, minute) and added to
- * `submissions` with ON CONFLICT DO UPDATE. Either both tables change or neither, so a batch that
- * is redelivered after a crash, or retried after a lost commit reply, adds nothing the second
- * time. Processed ids older than KP_PG_PRUNE_AGE are deleted, in chunks, at most every
- * PRUNE_EVERY_MS: a redelivery later than that would be counted again.
+ * Exactly once: `record` is one transaction of a few pipelined statements, two round trips:
+ * the batch's node boots are locked (pg_advisory_xact_lock, ascending) and the ranges touching
+ * its sequence numbers read; pg_ranges.c decides which events are new and how the ranges change;
+ * one statement then writes the ranges, the foreign ids (ON CONFLICT DO NOTHING: only the new
+ * ones are counted) and the counts, aggregated per (username, minute) in C. Every table changes
+ * or none, so a batch redelivered after a crash, or retried after a lost commit reply, adds
+ * nothing the second time; the node locks keep two consumers of one queue exact. Bookkeeping
+ * idle for KP_PG_PRUNE_AGE is pruned, at most every PRUNE_EVERY_MS. The reasoning and the
+ * failure analysis: docs/architecture.md, "PostgreSQL stats". The transaction itself is
+ * pg_record.c; this file is the connections, their deadlines and retries, and the vtable (a
+ * little over 600 lines: both connection slots share that machinery, which reads best whole).
  *
  * The arrays travel as text-format array literals with every element quoted, so no username
  * (any UTF-8 without control characters: spaces, quotes, braces, commas, "NULL") can change the
@@ -26,7 +33,7 @@
  * with its own connection; `query` may run on any thread, so it has a second connection behind
  * a mutex: a slow batch never holds up a query, and queries from several threads take turns.
  * A statement that fails because a connection that was already open turns out to be dead (the
- * server restarted) is retried once on a new connection; the event_id dedupe makes that safe
+ * server restarted) is retried once on a new connection; the dedupe makes that safe
  * even when the first attempt committed but its reply was lost.
  *
  * Query deadline: the admin endpoint runs queries one at a time on one thread, so a database
@@ -51,6 +58,7 @@
 #include "clock.h"
 #include "kupool/error.h"
 #include "log.h"
+#include "pg_record.h"
 #include "pg_sql.h"
 
 #define MODULE "stats.pg"
@@ -67,6 +75,7 @@ typedef struct pg_slot {
     const char *role; /* "record" or "query", for logs */
     const kp_pg_stmt *stmts;
     size_t nstmts;
+    const char *tune; /* a SET run on each new connection, or NULL; failing is harmless */
     PGconn *conn;         /* NULL, or connected, idle, schema checked, statements prepared */
     bool failing;         /* the last attempt failed: say so when it works again */
     uint64_t warn_after;  /* monotonic ms before which failures are only counted */
@@ -82,8 +91,9 @@ typedef struct stats_pg {
     const char **values;
     char target[256]; /* host, port, dbname and user for logs: never the password */
 
-    pg_slot writer; /* record(): the consumer thread only */
-    kp_pg_arrays arrays; /* the batch's parameters, kept between calls */
+    pg_slot writer; /* record(): the consumer thread only; what follows, too */
+    kp_pg_recorder recorder; /* the batch's plan, parameters and ranges read, kept between calls */
+    bool legacy;         /* the per-event table may hold ids a v1 store counted: probe them */
     uint64_t next_prune; /* monotonic ms */
 
     pthread_mutex_t query_mu; /* guards `reader` and `reader_retry_at` */
@@ -272,6 +282,13 @@ static bool setup(stats_pg *sp, pg_slot *slot)
         return false;
     if (!present && !exec_ok(sp, slot, KP_PG_SQL_SCHEMA_CREATE, NULL, "cannot create tables"))
         return false;
+    if (slot->tune) {
+        PGresult *res = run_sql(slot, slot->tune);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            KP_DEBUG(MODULE, "session setting refused", KP_STR("conn", slot->role),
+                     KP_QSTR("sql", slot->tune));
+        PQclear(res);
+    }
     for (size_t i = 0; i < slot->nstmts; i++) {
         PGresult *res = run_prepare(slot, &slot->stmts[i]);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -365,9 +382,10 @@ static int slot_exec(stats_pg *sp, pg_slot *slot, const char *stmt, int nparams,
 
 /* ---- the slots ---------------------------------------------------------------------------- */
 
-/* Forgets event_ids older than KP_PG_PRUNE_AGE, one chunk at a time; runs again at the next batch
- * while chunks come back full. The batch it follows is already committed, so a failure here is
- * only logged. */
+/* Forgets per-event ids older than KP_PG_PRUNE_AGE, one chunk at a time (again at the next
+ * batch while chunks come back full), and ranges not extended for as long; then asks whether the
+ * per-event table still holds anything, which is what keeps the legacy probe on. The batch it
+ * follows is already committed, so a failure here is only logged. */
 static void maybe_prune(stats_pg *sp)
 {
     uint64_t now = kp_clock_mono_ms();
@@ -381,9 +399,22 @@ static void maybe_prune(stats_pg *sp)
     PQclear(res);
     if (deleted >= KP_PG_PRUNE_CHUNK)
         sp->next_prune = now;
-    if (deleted > 0)
-        KP_DEBUG(MODULE, "pruned processed event ids", KP_INT("deleted", deleted),
-                 KP_QSTR("older_than", KP_PG_PRUNE_AGE));
+    if (slot_exec(sp, &sp->writer, "kp_prune_ranges", 0, NULL, &res) != 0)
+        return;
+    long ranges = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (slot_exec(sp, &sp->writer, "kp_legacy_present", 0, NULL, &res) != 0)
+        return;
+    bool legacy = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (legacy != sp->legacy)
+        KP_DEBUG(MODULE, legacy ? "per-event ids present: probing them"
+                                : "per-event table empty: no more probes",
+                 KP_STR("table", "kupool_processed_events"));
+    sp->legacy = legacy;
+    if (deleted > 0 || ranges > 0)
+        KP_DEBUG(MODULE, "pruned bookkeeping", KP_INT("event_ids", deleted),
+                 KP_INT("ranges", ranges), KP_QSTR("idle_for", KP_PG_PRUNE_AGE));
 }
 
 static int pg_record(kp_stats *st, const kp_event *events, size_t n)
@@ -391,15 +422,31 @@ static int pg_record(kp_stats *st, const kp_event *events, size_t n)
     stats_pg *sp = (stats_pg *)st;
     if (n == 0)
         return 0;
-    int rc = kp_pg_arrays_build(&sp->arrays, events, n);
-    if (rc != 0)
-        return rc;
-    const char *params[3] = {sp->arrays.ids.p, sp->arrays.users.p, sp->arrays.minutes.p};
-    PGresult *res = NULL;
-    rc = slot_exec(sp, &sp->writer, "kp_record", 3, params, &res);
-    if (rc != 0)
-        return rc;
-    PQclear(res);
+    pg_slot *slot = &sp->writer;
+    for (int attempt = 0;; attempt++) {
+        bool reused;
+        int rc = slot_ensure(sp, slot, &reused);
+        if (rc != 0)
+            return rc;
+        kp_pg_failure f = {.fatal = false};
+        rc = kp_pg_record_txn(&sp->recorder, slot->conn, sp->legacy, events, n, &f);
+        if (rc == 0)
+            break;
+        /* In a pipeline libpq may hand over a FATAL before it has read the EOF behind it. */
+        bool lost = PQstatus(slot->conn) == CONNECTION_BAD || f.fatal;
+        slot_close(slot); /* mid-pipeline whatever failed: rolled back, and the next starts clean */
+        if (rc == KP_ENOMEM || (rc == KP_EINVAL && !f.msg[0]))
+            return rc;
+        if (lost && reused && attempt == 0) {
+            char msg[512];
+            log_text(f.msg, false, msg, sizeof msg);
+            KP_INFO(MODULE, "connection lost; reconnecting", KP_STR("conn", slot->role),
+                    KP_QSTR("target", sp->target), KP_QSTR("error", msg));
+            continue; /* safe: the failed attempt committed nothing, or all of it */
+        }
+        slot_warn(sp, slot, lost ? "connection lost" : "statement failed", f.msg);
+        return KP_EIO;
+    }
     maybe_prune(sp);
     return 0;
 }
@@ -415,6 +462,7 @@ static int read_rows(const PGresult *res, kp_minute_count **out, size_t *n)
     for (int i = 0; i < rows; i++) {
         m[i].minute = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         m[i].count = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        m[i].difficulty_sum = strtod(PQgetvalue(res, i, 2), NULL); /* shortest exact text */
     }
     *out = m;
     *n = (size_t)rows;
@@ -447,10 +495,12 @@ static int pg_query(kp_stats *st, const char *username, kp_minute_count **out, s
 static void pg_free(kp_stats *st)
 {
     stats_pg *sp = (stats_pg *)st;
+    KP_DEBUG(MODULE, "record paths", KP_UINT("fast", sp->recorder.fast),
+             KP_UINT("fast_guard_failed", sp->recorder.fast_missed));
     slot_close(&sp->writer);
     slot_close(&sp->reader);
     pthread_mutex_destroy(&sp->query_mu);
-    kp_pg_arrays_free(&sp->arrays);
+    kp_pg_recorder_free(&sp->recorder);
     free(sp->keywords);
     free(sp->values);
     PQconninfoFree(sp->opts);
@@ -552,9 +602,16 @@ int kp_stats_pg_open(const kp_config *cfg, kp_stats **out)
         return KP_ENOMEM;
     }
     sp->opts = opts;
+    sp->legacy = true; /* until the first prune has looked: a v1 table may hold counted ids */
     pthread_mutex_init(&sp->query_mu, NULL);
+    /* The record statements' best plans do not depend on their arrays' contents (index scans
+     * by primary key), and PostgreSQL's default re-plans a prepared statement whose generic
+     * plan it estimates dearer: for the write, with its five CTEs, the planning cost more than
+     * the execution at small batches (bench/stats_record: 865 -> 1,794 events/s at batch 1,
+     * 51k -> 70k at 256). PostgreSQL 11 and older have no such setting: harmless. */
     sp->writer = (pg_slot){.role = "record", .stmts = kp_pg_record_stmts,
-                           .nstmts = KP_PG_RECORD_STMTS};
+                           .nstmts = KP_PG_RECORD_STMTS,
+                           .tune = "SET plan_cache_mode = force_generic_plan"};
     sp->reader = (pg_slot){.role = "query", .stmts = kp_pg_query_stmts,
                            .nstmts = KP_PG_QUERY_STMTS};
     sp->parent = (kp_stats){
