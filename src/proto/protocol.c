@@ -110,8 +110,8 @@ size_t kp_protocol_job_sent(kp_protocol *p, kp_peer *peer, int64_t job_id, uint6
                             : d;
         /* A retarget that cannot be recorded is not made: the job keeps the last recorded
          * difficulty, so a submit for it is still judged at what the session was told. */
-        if (kp_job_difficulty_record(&peer->job_difficulty, job_id, next) != 0)
-            next = kp_job_difficulty_of(&peer->job_difficulty, job_id, d);
+        if (kp_job_difficulty_record(&peer->job_difficulty, job_id, next, d) != 0)
+            next = d;
         if (next != d) {
             histogram_remove(pd, d);
             histogram_add(pd, next);
