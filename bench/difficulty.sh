@@ -7,6 +7,7 @@
 #
 #   BASELINE_SERVER=/path/kupool-server BENCH_CLIENT=/path/kupool-client bench/difficulty.sh [SECONDS]
 #
+# BENCH_ROUNDS=N repeats (b) N times (off, on, off, on, ...); BENCH_SKIP_C=1 skips (c).
 # BENCH_CLIENT must understand set_difficulty (the searching client of issue 11; a client that
 # does not drops every session at its first set_difficulty); default: build-bench's. Without
 # BASELINE_SERVER, (c) is skipped. Prints the figures; docs/benchmarks.md's "Difficulty" section
@@ -20,7 +21,7 @@ cmake --build "$build" -j2 >/dev/null
 server=$build/kupool-server
 client=${BENCH_CLIENT:-$build/kupool-client}
 
-if [[ -n ${BASELINE_SERVER:-} ]]; then
+if [[ -n ${BASELINE_SERVER:-} && -z ${BENCH_SKIP_C:-} ]]; then
   echo "== (c) -difficulty 1 (the default) against $BASELINE_SERVER, bench/run.sh $seconds" >&2
   BENCH_SCENARIOS=c bench/run.sh "$seconds" | grep '^| (c)'
 fi
@@ -61,6 +62,9 @@ run_b() {
       spread_max_ms: .jobs.spread_max_ms, jobs: .jobs.seen, p50_us: .latency_us.p50,
       p99_us: .latency_us.p99, server_cpu_s: ($cpu | tonumber)}' "$work/$name.json"
 }
+# BENCH_ROUNDS=N alternates off and on N times, so the noise of a shared machine shows.
 echo "== (b) 19,000 sessions, vardiff off then on (${seconds}s each), client $client" >&2
-run_b vardiff_off
-run_b vardiff_on -vardiff_target 10s
+for _ in $(seq "${BENCH_ROUNDS:-1}"); do
+  run_b vardiff_off
+  run_b vardiff_on -vardiff_target 10s
+done
