@@ -18,6 +18,8 @@
 #define MAX_STEP 4.0
 /* A silence lowers D by at least this factor, so a session that stops hashing reaches min. */
 #define SILENCE_STEP 0.95
+/* Shares before the fast climb may act (see kp_vardiff_retarget). */
+#define FAST_SHARES 4
 /* The window is halved in weight at this many shares' work, so old shares fade. */
 #define WINDOW_SHARES 32
 
@@ -83,11 +85,22 @@ uint64_t kp_vardiff_retarget(kp_vardiff *v, const kp_vardiff_params *p, uint64_t
         v->quiet_since_ms = now_ms;
         return next;
     }
-    if (v->work < (uint64_t)KP_VARDIFF_MIN_SHARES * current_d)
+    if (v->work < (uint64_t)FAST_SHARES * current_d)
         return current_d;
     double ratio = AIM * (double)v->work / elapsed * target / d;
-    if (ratio <= DEAD_BAND_UP && ratio >= 1.0 / DEAD_BAND_DOWN)
+    if (v->work < (uint64_t)KP_VARDIFF_MIN_SHARES * current_d) {
+        /* Fast climb: a session far below its difficulty (most visibly one held to a share per
+         * -min_submit_interval) shows it with few shares. Take the full x4 step when even a
+         * pessimistic reading of n shares, rate x (sqrt(n) - 1)^2 / n (about one standard
+         * deviation low), asks for x4 or more; anything less waits for 16 shares. */
+        double n = (double)v->work / d;
+        double low = ratio * (sqrt(n) - 1.0) * (sqrt(n) - 1.0) / n;
+        if (low < MAX_STEP)
+            return current_d;
+        ratio = MAX_STEP;
+    } else if (ratio <= DEAD_BAND_UP && ratio >= 1.0 / DEAD_BAND_DOWN) {
         return current_d;
+    }
     uint64_t next = scaled(p, current_d, ratio);
     if (next != current_d) {
         kp_vardiff_start(v, now_ms); /* a fresh estimate at the new difficulty */
