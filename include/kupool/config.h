@@ -45,6 +45,14 @@ typedef struct kp_config {
     uint32_t max_conns;                /* -max_conns, default 0 = fd limit */
     uint32_t max_errors;               /* -max_errors, default 16 */
     char job_secret[KP_CONFIG_STR_MAX]; /* -job_secret, "" = local random jobs */
+    /* SPEC §9 front door (all off by default). CIDR lists are checked here and parsed again
+     * into kp_cidr_list (src/core/cidr.h) by the server. */
+    char proxy_from[KP_CONFIG_STR_MAX]; /* -proxy_from CIDR[,CIDR...], "" = no PROXY headers */
+    uint32_t max_conns_per_ip;          /* -max_conns_per_ip, 0 = no limit */
+    uint64_t ban_time_ms;               /* -ban_time, 0 = no bans */
+    uint32_t ban_check;                 /* -ban_check, default 100 */
+    uint32_t ban_invalid_percent;       /* -ban_invalid_percent, default 50 */
+    char ban_exempt[KP_CONFIG_STR_MAX]; /* -ban_exempt CIDR[,CIDR...], "" = none */
     kp_log_level log_level;            /* KUP_LOG_LEVEL only, default info */
     kp_log_format log_format;          /* KUP_LOG_FORMAT only, default text */
 } kp_config;
