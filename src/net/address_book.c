@@ -358,6 +358,11 @@ kp_judgement kp_addr_book_judge(const kp_addr_book *b, kp_outcome oc, bool autho
     return KP_JUDGE_NONE;
 }
 
+const kp_ip *kp_addr_entry_key(const kp_addr_entry *e)
+{
+    return &e->key;
+}
+
 bool kp_addr_entry_banned(const kp_addr_entry *e)
 {
     return e->state == BANNED;

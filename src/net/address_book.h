@@ -97,6 +97,9 @@ bool kp_addr_book_judged(kp_addr_book *b, kp_addr_entry *e, kp_judgement j, uint
  * added later ("Low difficulty share", SPEC §8) is judged as soon as it exists. */
 kp_judgement kp_addr_book_judge(const kp_addr_book *b, kp_outcome oc, bool authorize);
 
+/* The address as the book counts it (an IPv6 /64 with its low bits zero). */
+const kp_ip *kp_addr_entry_key(const kp_addr_entry *e);
+
 /* True while the entry's address is banned (its connections are to be closed). */
 bool kp_addr_entry_banned(const kp_addr_entry *e);
 
