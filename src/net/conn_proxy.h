@@ -7,9 +7,9 @@
  * On a TLS listener it sits between the TCP conn and the TLS conn: the header comes first, in
  * clear, before the handshake (SPEC §9).
  *
- * Memory: one allocation of its own (the struct: the seam's base, the inner conn, the carried
- * address) and, until the header is done, the parser's 130 bytes, freed as soon as it is. The
- * proxy conn is freed right before it reports on_closed to its owner. */
+ * Memory: one allocation of its own (the seam's base, the inner conn, the carried address:
+ * 192 bytes) and, until the header is done, the parser's 128 bytes, freed as soon as it is.
+ * The proxy conn is freed right before it reports on_closed to its owner. */
 #ifndef KP_CONN_PROXY_H
 #define KP_CONN_PROXY_H
 
