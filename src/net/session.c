@@ -161,8 +161,6 @@ static void on_authorized(kp_session *sess)
     }
 }
 
-/* An over-long message closes the session without buffering the rest; what was answered before
- * it in the same read still reaches the client. */
 /* The per-address rules hear of a close for junk before it starts (SPEC §9). */
 static void report_junk(kp_session *sess)
 {
@@ -170,6 +168,8 @@ static void report_junk(kp_session *sess)
         sess->env->hooks->junk(sess->env->ctx, sess);
 }
 
+/* An over-long message closes the session without buffering the rest; what was answered before
+ * it in the same read still reaches the client. */
 static void close_too_long(kp_session *sess)
 {
     sess->env->counters.closed_too_long++;
