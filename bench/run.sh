@@ -23,6 +23,9 @@
 # alone, new against another built tree, docs untouched (what `bench/run.sh idle BUILD_DIR` did):
 #   BENCH_SCENARIOS=a BASELINE_SERVER=/work/main/build/kupool-server bench/run.sh
 #
+# BENCH_SERVER_FLAGS="-max_conns_per_ip 3000 -ban_time 10m" adds server flags to every run of the
+# new binary (not the baseline's, which may not know them): e.g. (b) with SPEC §9's limits on.
+#
 # Installs what is missing, builds a Release tree in build-bench/, and replaces the "core"
 # section of docs/benchmarks.md with what it measured. Needs root for apt-get only.
 set -euo pipefail
@@ -68,7 +71,9 @@ start_server() {
   shift
   for arg; do [[ $arg == -ws_addr ]] && with_ws=1; done
   log=$work/$name.server.log
-  "$srv_bin" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" 2>"$log" &
+  local extra=()
+  [[ $srv_bin == "$server" && -n ${BENCH_SERVER_FLAGS:-} ]] && read -r -a extra <<<"$BENCH_SERVER_FLAGS"
+  "$srv_bin" -addr 127.0.0.1:0 -http_addr 127.0.0.1:0 -data_dir "$work/data-$name" "$@" "${extra[@]}" 2>"$log" &
   server_pid=$!
   port='' ws_port='' admin=''
   for _ in $(seq 100); do
@@ -258,7 +263,7 @@ if [[ -n $baseline ]]; then
       done
     fi
     if want b; then
-      for m in .latency_us.p50 .latency_us.p99 .jobs.spread_max_ms .accepted; do
+      for m in .latency_us.p50 .latency_us.p99 .jobs.spread_max_ms .accepted .errors; do
         n=$(j b.new.json "$m"); o=$(j b.baseline.json "$m")
         echo "| (b) | $m | $n | $o | $(ratio "$n" "$o") |"
       done

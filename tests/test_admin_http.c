@@ -38,6 +38,8 @@ static void test_verdicts(void **state)
     const expect cases[] = {
         {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, KP_ADMIN_ROUTE_METRICS, ""},
         {"GET /healthz HTTP/1.0\r\n\r\n", 0, KP_ADMIN_ROUTE_HEALTHZ, ""},
+        {"GET /bans HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_BANS, ""},
+        {"POST /bans HTTP/1.1\r\n\r\n", 405, KP_ADMIN_ROUTE_BANS, ""},
         {"GET http://h:1/metrics HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_METRICS, ""},
         {"GET /stats?username=al%69ce HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_STATS, "alice"},
         {"GET /stats?x=1&username=a+b&username=c HTTP/1.1\r\n\r\n", 0, KP_ADMIN_ROUTE_STATS,

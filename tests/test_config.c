@@ -53,6 +53,12 @@ static const struct {
     {"vardiff_target", "KUP_VARDIFF_TARGET"},
     {"vardiff_min", "KUP_VARDIFF_MIN"},
     {"vardiff_max", "KUP_VARDIFF_MAX"},
+    {"proxy_from", "KUP_PROXY_FROM"},
+    {"max_conns_per_ip", "KUP_MAX_CONNS_PER_IP"},
+    {"ban_time", "KUP_BAN_TIME"},
+    {"ban_check", "KUP_BAN_CHECK"},
+    {"ban_invalid_percent", "KUP_BAN_INVALID_PERCENT"},
+    {"ban_exempt", "KUP_BAN_EXEMPT"},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -321,6 +327,9 @@ static void test_env_overrides_flag(void **state)
             {"KUP_MAX_ERRORS", "9"},    {"KUP_JOB_SECRET", "sec"},
             {"KUP_DIFFICULTY", "3"},    {"KUP_VARDIFF_TARGET", "7s"}, {"KUP_VARDIFF_MIN", "2"},
             {"KUP_VARDIFF_MAX", "30"},
+            {"KUP_PROXY_FROM", "10.0.0.0/8"}, {"KUP_MAX_CONNS_PER_IP", "11"},
+            {"KUP_BAN_TIME", "12s"},    {"KUP_BAN_CHECK", "13"},      {"KUP_BAN_INVALID_PERCENT", "14"},
+            {"KUP_BAN_EXEMPT", "::1"},
         };
         assert_int_equal(COUNT_OF(sample), COUNT_OF(spec_flags));
         assert_string_equal(sample[i].env, spec_flags[i].env);
@@ -349,6 +358,12 @@ static void test_env_overrides_flag(void **state)
     assert_int_equal(r.cfg.max_msg, 100);
     assert_int_equal(r.cfg.max_conns, 8);
     assert_int_equal(r.cfg.max_errors, 9);
+    assert_string_equal(r.cfg.proxy_from, "10.0.0.0/8");
+    assert_int_equal(r.cfg.max_conns_per_ip, 11);
+    assert_int_equal(r.cfg.ban_time_ms, 12000);
+    assert_int_equal(r.cfg.ban_check, 13);
+    assert_int_equal(r.cfg.ban_invalid_percent, 14);
+    assert_string_equal(r.cfg.ban_exempt, "::1");
     assert_string_equal(r.cfg.job_secret, "sec");
     run_free(&r);
 }
@@ -523,6 +538,17 @@ static void test_validation_errors(void **state)
         {{"-shutdown_timeout", "1"}, "for flag -shutdown_timeout"},
         {{"-min_submit_interval", "1x"}, "for flag -min_submit_interval"},
         {{"-auth_timeout", "0"}, "for flag -auth_timeout"},
+        {{"-proxy_from", "10.0.0.0/33"}, "for flag -proxy_from"},
+        {{"-proxy_from", "10.1.2.3/8"}, "for flag -proxy_from"},
+        {{"-proxy_from", "10.0.0.0/8,"}, "for flag -proxy_from"},
+        {{"-proxy_from", "haproxy.local"}, "for flag -proxy_from"},
+        {{"-ban_exempt", "::1/129"}, "for flag -ban_exempt"},
+        {{"-max_conns_per_ip", "-1"}, "for flag -max_conns_per_ip"},
+        {{"-ban_time", "soon"}, "for flag -ban_time"},
+        {{"-ban_check", "0"}, "for flag -ban_check"},
+        {{"-ban_check", "10001"}, "for flag -ban_check"},
+        {{"-ban_invalid_percent", "0"}, "for flag -ban_invalid_percent"},
+        {{"-ban_invalid_percent", "101"}, "for flag -ban_invalid_percent"},
         {{"-version=maybe"}, "-version"},
         {{"-bogus"}, "flag provided but not defined: -bogus"},
         {{"--bogus=1"}, "flag provided but not defined: -bogus"},
@@ -955,6 +981,62 @@ static void test_difficulty_flags(void **state)
     unsetenv("KUP_VARDIFF_MAX");
 }
 
+/* SPEC §9's flags: off by default, every value through argv and env, lists checked at parse. */
+static void test_front_door_flags(void **state)
+{
+    (void)state;
+    run r;
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_string_equal(r.cfg.proxy_from, "");
+    assert_int_equal(r.cfg.max_conns_per_ip, 0);
+    assert_int_equal(r.cfg.ban_time_ms, 0);
+    assert_int_equal(r.cfg.ban_check, 100);
+    assert_int_equal(r.cfg.ban_invalid_percent, 50);
+    assert_string_equal(r.cfg.ban_exempt, "");
+    run_free(&r);
+
+    parse(&r, "-proxy_from", "127.0.0.1, 10.0.0.0/8,::1", "-max_conns_per_ip", "4", "-ban_time",
+          "10m", "-ban_check", "10000", "-ban_invalid_percent", "100", "-ban_exempt",
+          "2001:db8::/32", NULL);
+    expect_ok(&r);
+    assert_string_equal(r.cfg.proxy_from, "127.0.0.1, 10.0.0.0/8,::1");
+    assert_int_equal(r.cfg.max_conns_per_ip, 4);
+    assert_int_equal(r.cfg.ban_time_ms, 600000);
+    assert_int_equal(r.cfg.ban_check, 10000);
+    assert_int_equal(r.cfg.ban_invalid_percent, 100);
+    assert_string_equal(r.cfg.ban_exempt, "2001:db8::/32");
+    run_free(&r);
+
+    setenv("KUP_PROXY_FROM", "192.0.2.0/24", 1);
+    setenv("KUP_BAN_TIME", "1h", 1);
+    setenv("KUP_BAN_CHECK", "20", 1);
+    parse(&r, "-proxy_from", "127.0.0.1", "-ban_time", "1s", NULL);
+    expect_ok(&r);
+    assert_string_equal(r.cfg.proxy_from, "192.0.2.0/24");
+    assert_int_equal(r.cfg.ban_time_ms, 3600000);
+    assert_int_equal(r.cfg.ban_check, 20);
+    run_free(&r);
+    clear_env();
+
+    static const struct {
+        const char *env, *value;
+    } bad[] = {
+        {"KUP_PROXY_FROM", "10.0.0.0/8;10.1.0.0/16"}, {"KUP_BAN_EXEMPT", "10.0.0.1/24"},
+        {"KUP_MAX_CONNS_PER_IP", "x"},  {"KUP_BAN_TIME", "5"},
+        {"KUP_BAN_CHECK", "0"},  {"KUP_BAN_INVALID_PERCENT", "200"},
+    };
+    for (size_t i = 0; i < COUNT_OF(bad); i++) {
+        clear_env();
+        setenv(bad[i].env, bad[i].value, 1);
+        parse(&r, NULL);
+        char needle[64];
+        snprintf(needle, sizeof needle, "for %s", bad[i].env);
+        expect_error(&r, needle);
+        run_free(&r);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -966,6 +1048,7 @@ int main(void)
         T(test_expire),          T(test_store_pg),     T(test_help),
         T(test_version),         T(test_durations),    T(test_split_host_port),
         T(test_difficulty_flags),
+        T(test_front_door_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

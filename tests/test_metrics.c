@@ -18,6 +18,8 @@ static kp_admin_snapshot small_snapshot(void)
         .connections = 5,
         .connections_accepted = 7,
         .connections_rejected = 2,
+        .refused = {.max_conns = 2, .per_ip = 21, .banned = 22, .proxy_header = 23},
+        .bans = {.active = 24, .junk = 25, .invalid_shares = 26},
         .closed = {.auth_timeout = 11, .too_long = 12, .slow = 13, .max_errors = 14,
                    .drain_timeout = 15},
         .jobs_issued = 42,
@@ -69,6 +71,19 @@ static const char small_exposition[] =
     "# HELP kupool_connections_rejected_total Miner connections closed at accept because -max_conns was reached.\n"
     "# TYPE kupool_connections_rejected_total counter\n"
     "kupool_connections_rejected_total 2\n"
+    "# HELP kupool_connections_refused_total Miner connections closed at accept (or right after their PROXY header), by reason.\n"
+    "# TYPE kupool_connections_refused_total counter\n"
+    "kupool_connections_refused_total{reason=\"max_conns\"} 2\n"
+    "kupool_connections_refused_total{reason=\"per_ip\"} 21\n"
+    "kupool_connections_refused_total{reason=\"banned\"} 22\n"
+    "kupool_connections_refused_total{reason=\"proxy_header\"} 23\n"
+    "# HELP kupool_bans_active Client addresses banned now.\n"
+    "# TYPE kupool_bans_active gauge\n"
+    "kupool_bans_active 24\n"
+    "# HELP kupool_bans_total Client addresses banned, by reason.\n"
+    "# TYPE kupool_bans_total counter\n"
+    "kupool_bans_total{reason=\"junk\"} 25\n"
+    "kupool_bans_total{reason=\"invalid_shares\"} 26\n"
     "# HELP kupool_sessions_closed_total Sessions closed by the server, by reason.\n"
     "# TYPE kupool_sessions_closed_total counter\n"
     "kupool_sessions_closed_total{reason=\"auth_timeout\"} 11\n"

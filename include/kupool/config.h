@@ -50,6 +50,14 @@ typedef struct kp_config {
     uint64_t vardiff_target_ms;        /* -vardiff_target, default 0 = fixed difficulty */
     uint64_t vardiff_min;              /* -vardiff_min, default 1 */
     uint64_t vardiff_max;              /* -vardiff_max, default 2^53; >= vardiff_min */
+    /* SPEC §9 front door (all off by default). CIDR lists are checked here and parsed again
+     * into kp_cidr_list (src/core/cidr.h) by the server. */
+    char proxy_from[KP_CONFIG_STR_MAX]; /* -proxy_from CIDR[,CIDR...], "" = no PROXY headers */
+    uint32_t max_conns_per_ip;          /* -max_conns_per_ip, 0 = no limit */
+    uint64_t ban_time_ms;               /* -ban_time, 0 = no bans */
+    uint32_t ban_check;                 /* -ban_check, default 100 */
+    uint32_t ban_invalid_percent;       /* -ban_invalid_percent, default 50 */
+    char ban_exempt[KP_CONFIG_STR_MAX]; /* -ban_exempt CIDR[,CIDR...], "" = none */
     kp_log_level log_level;            /* KUP_LOG_LEVEL only, default info */
     kp_log_format log_format;          /* KUP_LOG_FORMAT only, default text */
 } kp_config;

@@ -1,4 +1,4 @@
-/* The admin HTTP endpoint (SPEC §5): GET /metrics, GET /healthz, GET /stats?username=U. This file
+/* The admin HTTP endpoint (SPEC §5, §9): GET /metrics, /healthz, /stats?username=U, /bans. This file
  * is the listener, the connections with their slots and deadlines, and the routing. The answers
  * come from the rest of src/admin/: admin_http.c parses requests; metrics.c and health.c render a
  * snapshot (admin_snapshot.h) that the source fills on demand; /stats queries run on the worker of
@@ -45,6 +45,7 @@
 #include "process_stats.h"
 #include "stats_json.h"
 #include "textbuf.h"
+#include "utc_time.h"
 
 #define MODULE "http.admin"
 
@@ -304,6 +305,40 @@ static void serve_healthz(admin_conn *c)
     respond(c, answer.status, "text/plain; charset=utf-8", answer.body, answer.len, NULL);
 }
 
+/* ---- /bans ---- */
+
+typedef struct bans_json {
+    kp_textbuf tb;
+    bool first;
+} bans_json;
+
+/* One ban. The address comes from inet_ntop and the reason is one of two labels, so neither
+ * needs escaping. */
+static void add_ban(void *arg, const char *addr, const char *reason, uint64_t until_unix_ms)
+{
+    bans_json *j = arg;
+    char until[KP_UTC_MS_LEN + 1];
+    kp_format_utc_ms((int64_t)until_unix_ms, until, sizeof(until));
+    kp_textbuf_printf(&j->tb, "%s{\"addr\":\"%s\",\"reason\":\"%s\",\"until\":\"%s\"}",
+                      j->first ? "" : ",", addr, reason, until);
+    j->first = false;
+}
+
+static void serve_bans(admin_conn *c)
+{
+    const kp_admin *a = c->admin;
+    bans_json j = {.first = true};
+    kp_textbuf_printf(&j.tb, "{\"bans\":[");
+    if (a->source.bans)
+        a->source.bans(a->source.ctx, add_ban, &j);
+    kp_textbuf_printf(&j.tb, "]}\n");
+    if (j.tb.oom)
+        respond_text(c, 500, "out of memory\n");
+    else
+        respond(c, 200, "application/json", j.tb.data, j.tb.len, NULL);
+    kp_textbuf_release(&j.tb);
+}
+
 /* ---- /stats ---- */
 
 /* The query worker's answer, on the loop thread; never called for a cancelled query, so the
@@ -373,6 +408,9 @@ static void dispatch(admin_conn *c)
         break;
     case KP_ADMIN_ROUTE_STATS:
         serve_stats(c);
+        break;
+    case KP_ADMIN_ROUTE_BANS:
+        serve_bans(c);
         break;
     case KP_ADMIN_ROUTE_NONE:
         respond_text(c, 404, "not found\n");

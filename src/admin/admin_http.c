@@ -86,6 +86,8 @@ const char *kp_admin_route_name(kp_admin_route route)
         return "/healthz";
     case KP_ADMIN_ROUTE_STATS:
         return "/stats";
+    case KP_ADMIN_ROUTE_BANS:
+        return "/bans";
     case KP_ADMIN_ROUTE_NONE:
         break;
     }
@@ -101,6 +103,7 @@ static kp_admin_route route_of(const char *path, size_t len)
         {"/metrics", KP_ADMIN_ROUTE_METRICS},
         {"/healthz", KP_ADMIN_ROUTE_HEALTHZ},
         {"/stats", KP_ADMIN_ROUTE_STATS},
+        {"/bans", KP_ADMIN_ROUTE_BANS},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (strlen(routes[i].path) == len && memcmp(routes[i].path, path, len) == 0)

@@ -21,6 +21,7 @@ typedef enum kp_admin_route {
     KP_ADMIN_ROUTE_METRICS,
     KP_ADMIN_ROUTE_HEALTHZ,
     KP_ADMIN_ROUTE_STATS,
+    KP_ADMIN_ROUTE_BANS,
 } kp_admin_route;
 
 typedef struct kp_admin_verdict {
@@ -60,7 +61,7 @@ kp_admin_feed kp_admin_request_feed(kp_admin_request *r, const char *data, size_
 /* The method's name for logs ("-" before the parser read one). */
 const char *kp_admin_request_method(const kp_admin_request *r);
 
-/* "/metrics", "/healthz", "/stats" or "other", for logs. */
+/* "/metrics", "/healthz", "/stats", "/bans" or "other", for logs. */
 const char *kp_admin_route_name(kp_admin_route route);
 
 /* Finds `username` in a query string and form-decodes it ('+' is a space, %XX a byte). Returns

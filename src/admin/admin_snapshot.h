@@ -41,6 +41,22 @@ typedef struct kp_admin_closed_counts {
     uint64_t drain_timeout;
 } kp_admin_closed_counts;
 
+/* Connections closed at accept (or right after their PROXY header), by reason (SPEC §9: the
+ * `reason` label of kupool_connections_refused_total). */
+typedef struct kp_admin_refused_counts {
+    uint64_t max_conns;
+    uint64_t per_ip;
+    uint64_t banned;
+    uint64_t proxy_header;
+} kp_admin_refused_counts;
+
+/* Bans (SPEC §9); all zero with -ban_time 0. */
+typedef struct kp_admin_ban_counts {
+    uint64_t active;
+    uint64_t junk;           /* bans made for junk, ever */
+    uint64_t invalid_shares; /* bans made for invalid shares, ever */
+} kp_admin_ban_counts;
+
 typedef struct kp_admin_pipeline_counts {
     uint64_t accepted;       /* accepted submits handed to the pipeline */
     uint64_t published;      /* events the mq confirmed */
@@ -67,6 +83,8 @@ typedef struct kp_admin_snapshot {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* closed at accept: -max_conns reached */
     kp_admin_closed_counts closed;
+    kp_admin_refused_counts refused;
+    kp_admin_ban_counts bans;
 
     uint64_t jobs_issued;
     uint64_t job_id;            /* the current job, 0 before the first */
@@ -103,6 +121,12 @@ typedef struct kp_admin_source {
     void *ctx;
     /* The store /stats queries run against, on the endpoint's query thread (admin_query.h). */
     kp_stats *stats;
+    /* GET /bans (SPEC §9): calls `fn` once per active ban, oldest first, with the address as
+     * /bans shows it, its reason ("junk" or "invalid_shares") and its end in Unix ms; strings
+     * are valid for the call. Loop thread, like `snapshot`; NULL lists nothing. */
+    void (*bans)(void *ctx,
+                 void (*fn)(void *arg, const char *addr, const char *reason, uint64_t until_unix_ms),
+                 void *arg);
 } kp_admin_source;
 
 #endif

@@ -36,6 +36,19 @@ static void render_miners(const kp_admin_snapshot *s, kp_textbuf *tb)
                "Miner connections closed at accept because -max_conns was reached.",
                s->connections_rejected);
 
+    static const char refused[] = "kupool_connections_refused_total";
+    family(tb, refused, "counter",
+           "Miner connections closed at accept (or right after their PROXY header), by reason.");
+    labelled_u64(tb, refused, "reason", "max_conns", s->refused.max_conns);
+    labelled_u64(tb, refused, "reason", "per_ip", s->refused.per_ip);
+    labelled_u64(tb, refused, "reason", "banned", s->refused.banned);
+    labelled_u64(tb, refused, "reason", "proxy_header", s->refused.proxy_header);
+    metric_u64(tb, "kupool_bans_active", "gauge", "Client addresses banned now.", s->bans.active);
+    static const char bans[] = "kupool_bans_total";
+    family(tb, bans, "counter", "Client addresses banned, by reason.");
+    labelled_u64(tb, bans, "reason", "junk", s->bans.junk);
+    labelled_u64(tb, bans, "reason", "invalid_shares", s->bans.invalid_shares);
+
     static const char closed_name[] = "kupool_sessions_closed_total";
     family(tb, closed_name, "counter", "Sessions closed by the server, by reason.");
     labelled_u64(tb, closed_name, "reason", "auth_timeout", s->closed.auth_timeout);

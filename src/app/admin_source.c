@@ -51,6 +51,20 @@ static void app_snapshot(void *ctx, kp_admin_snapshot *out)
         .max_errors = sk->closed_max_errors,
         .drain_timeout = k->closed_drain_timeout,
     };
+    out->refused = (kp_admin_refused_counts){
+        .max_conns = k->connections_rejected,
+        .per_ip = s->door.refused_per_ip,
+        .banned = s->door.refused_banned,
+        .proxy_header = s->door.refused_proxy_header,
+    };
+    if (s->door.book) {
+        kp_addr_book_stats bs = kp_addr_book_get_stats(s->door.book);
+        out->bans = (kp_admin_ban_counts){
+            .active = kp_addr_book_expire(s->door.book, uv_now(s->loop)),
+            .junk = bs.bans_total[KP_BAN_JUNK],
+            .invalid_shares = bs.bans_total[KP_BAN_INVALID_SHARES],
+        };
+    }
     out->jobs_issued = k->jobs_issued;
     out->job_id = s->broadcast.line_id > 0 ? (uint64_t)s->broadcast.line_id : 0;
     out->last_broadcast_us = s->broadcast.last_us;
@@ -73,7 +87,16 @@ static void app_snapshot(void *ctx, kp_admin_snapshot *out)
     out->store_evicts = kp_stats_get_evictions(app->stats, &out->evictions) == 0;
 }
 
+static void app_bans(void *ctx,
+                     void (*fn)(void *arg, const char *addr, const char *reason, uint64_t until_unix_ms),
+                     void *arg)
+{
+    kp_app *app = ctx;
+    kp_front_door_each_ban(app->server, fn, arg);
+}
+
 kp_admin_source kp_app_admin_source(kp_app *app)
 {
-    return (kp_admin_source){.snapshot = app_snapshot, .ctx = app, .stats = app->stats};
+    return (kp_admin_source){
+        .snapshot = app_snapshot, .ctx = app, .stats = app->stats, .bans = app_bans};
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "flags.h"
 #include "kupool/error.h"
 #include "kupool/event.h" /* KP_DIFFICULTY_MAX */
@@ -26,6 +27,7 @@ static const char *check_mq(const char *value);
 static const char *set_difficulty(void *target, const char *value);
 static const char *set_vardiff_min(void *target, const char *value);
 static const char *set_vardiff_max(void *target, const char *value);
+static const char *check_cidr_list(const char *value);
 
 /* The environment-only settings. Designated initializers keep each name beside its enum value. */
 static const char *const log_level_names[] = {
@@ -104,6 +106,23 @@ static const kp_flag_spec flags[] = {
     {.name = "vardiff_max", .env = "KUP_VARDIFF_MAX", .type = KP_FLAG_FUNC, .set = set_vardiff_max,
      .def = "9007199254740992", .shown_def = "2^53", .arg = "int",
      .help = "highest vardiff difficulty, 1..2^53, >= -vardiff_min"},
+    /* SPEC §9: PROXY protocol, per-address limit, bans. */
+    {.name = "proxy_from", .env = "KUP_PROXY_FROM", STRING_FIELD(proxy_from), .def = "",
+     .shown_def = "none", .arg = "CIDR,...", .check = check_cidr_list,
+     .help = "trusted proxies: connections from these must begin with a PROXY protocol header"},
+    {.name = "max_conns_per_ip", .env = "KUP_MAX_CONNS_PER_IP", UINT_FIELD(max_conns_per_ip),
+     .def = "0", .shown_def = "0 = no limit",
+     .help = "most open connections per client address (IPv6: per /64)"},
+    {.name = "ban_time", .env = "KUP_BAN_TIME", DURATION_FIELD(ban_time_ms), .def = "0",
+     .shown_def = "0 = no bans", .help = "how long a client address that sent junk or invalid shares is banned"},
+    {.name = "ban_check", .env = "KUP_BAN_CHECK", UINT_FIELD(ban_check), .def = "100", .min = 1,
+     .max = 10000, .help = "judged submits per address the invalid-share rule looks at, 1..10000"},
+    {.name = "ban_invalid_percent", .env = "KUP_BAN_INVALID_PERCENT",
+     UINT_FIELD(ban_invalid_percent), .def = "50", .min = 1, .max = 100,
+     .help = "share of invalid submits among the last -ban_check that bans, 1..100"},
+    {.name = "ban_exempt", .env = "KUP_BAN_EXEMPT", STRING_FIELD(ban_exempt), .def = "",
+     .shown_def = "none", .arg = "CIDR,...", .check = check_cidr_list,
+     .help = "client addresses that are never banned"},
     {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help and exit"},
     {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version and exit"},
     /* Environment only: */
@@ -178,6 +197,14 @@ static const char *set_vardiff_min(void *target, const char *value)
 static const char *set_vardiff_max(void *target, const char *value)
 {
     return parse_difficulty(value, &((kp_config *)target)->vardiff_max);
+}
+
+static const char *check_cidr_list(const char *value)
+{
+    kp_cidr_list list;
+    if (kp_cidr_list_parse(value, &list) != 0)
+        return "want CIDR[,CIDR...]: addresses or networks such as 10.0.0.0/8 or 2001:db8::/32, host bits zero, at most 64";
+    return NULL;
 }
 
 void kp_config_defaults(kp_config *cfg)

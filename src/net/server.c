@@ -126,6 +126,8 @@ static void on_round(uv_prepare_t *tick)
 {
     kp_server *s = tick->data;
     s->env.round++;
+    if (s->door.sweep_pending)
+        kp_front_door_sweep(s); /* before any session reads again */
     if (s->env.resume_head)
         kp_session_resume_step(&s->env);
     if (!s->env.resume_head && uv_is_active((uv_handle_t *)&s->resume_idle))
@@ -160,8 +162,15 @@ static const kp_shared_line *hook_authorized(void *ctx, kp_session *sess, int64_
 {
     kp_server *s = ctx;
     list_move(s, sess, &s->authorized);
-    KP_DEBUG("app.acceptor", "authorized", KP_QSTR("username", sess->peer.username),
-             KP_UINT("sessions", s->authorized.count));
+    if (kp_log_enabled(KP_LOG_DEBUG)) {
+        /* The client's address: behind a trusted proxy, the one its PROXY header carried. */
+        struct sockaddr_storage sa;
+        char addr[300] = "";
+        if (kp_conn_peer_address(sess->conn, &sa) == 0)
+            kp_format_sockaddr((const struct sockaddr *)&sa, addr, sizeof(addr));
+        KP_DEBUG("app.acceptor", "authorized", KP_QSTR("username", sess->peer.username),
+                 KP_STR("addr", addr), KP_UINT("sessions", s->authorized.count));
+    }
     *job_id = s->broadcast.line_id;
     return s->broadcast.line;
 }
@@ -186,7 +195,10 @@ static void hook_deferred(void *ctx)
 
 static void hook_closing(void *ctx, kp_session *sess)
 {
-    list_remove(ctx, sess);
+    kp_server *s = ctx;
+    list_remove(s, sess);
+    if (s->door.book)
+        kp_front_door_closing(s, sess);
 }
 
 static void hook_closed(void *ctx)
@@ -211,7 +223,7 @@ static const kp_session_hooks session_hooks = {
 static void accept_session(kp_server *s, uv_stream_t *listener, bool websocket)
 {
     void *room;
-    kp_session *sess = kp_session_new(&s->env, sizeof(kp_conn_tcp), &room);
+    kp_session *sess = kp_session_new(&s->env, s->conn_room, &room);
     if (!sess) {
         KP_ERROR(MODULE_TCP, "out of memory accepting a connection");
         return;
@@ -230,6 +242,9 @@ static void accept_session(kp_server *s, uv_stream_t *listener, bool websocket)
         kp_session_discard(sess);
         return;
     }
+    /* SPEC §9: a PROXY reader for a trusted proxy's connection, else the per-address checks. */
+    if (s->door.on && kp_front_door_accept(s, sess) != 0)
+        return; /* refused: closing */
     s->counters.connections_accepted++;
     kp_conn_tcp_tune(tcp, KERNEL_SNDBUF_BYTES);
     sess->accepted_ms = uv_now(s->loop);
@@ -317,10 +332,11 @@ int kp_server_new(uv_loop_t *loop, const kp_config *cfg, kp_job_book *jobs,
     s->max_connections = connection_bound(cfg);
     s->read_buf = (kp_read_buf){.data = malloc(IO_BUF_SIZE), .size = IO_BUF_SIZE};
     s->batch = (kp_out_batch){.buf = malloc(IO_BUF_SIZE), .cap = IO_BUF_SIZE};
+    s->hooks = session_hooks;
     s->env = (kp_session_env){
         .protocol = protocol,
         .max_msg = cfg->max_msg,
-        .hooks = &session_hooks,
+        .hooks = &s->hooks,
         .ctx = s,
         .batch = &s->batch,
     };
@@ -328,6 +344,12 @@ int kp_server_new(uv_loop_t *loop, const kp_config *cfg, kp_job_book *jobs,
         kp_server_free(s);
         return KP_ENOMEM;
     }
+    int rc = kp_front_door_init(s);
+    if (rc != 0) {
+        kp_server_free(s);
+        return rc;
+    }
+    s->conn_room = kp_front_door_room(s);
     *out = s;
     return 0;
 }
@@ -393,6 +415,7 @@ void kp_server_free(kp_server *s)
     if (!s)
         return;
     kp_broadcast_free(&s->broadcast);
+    kp_front_door_free(s);
     free(s->read_buf.data);
     free(s->batch.buf);
     free(s);

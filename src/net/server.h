@@ -13,6 +13,7 @@
 
 #include "broadcast.h"
 #include "conn_tcp.h"
+#include "front_door.h"
 #include "job_book.h"
 #include "kupool/config.h"
 #include "protocol.h"
@@ -43,6 +44,9 @@ typedef struct kp_server {
     int ws_port; /* bound WebSocket port, 0 when off */
 
     kp_session_env env; /* what every session shares: protocol, batch, round, resume list */
+    kp_session_hooks hooks; /* env.hooks: the server's, plus the front door's when it is on */
+    kp_front_door door;     /* SPEC §9: PROXY headers, per-address limits and bans */
+    size_t conn_room;       /* session room for a connection (front_door.h) */
     kp_session_list unauthorized; /* in accept order, so the head times out first */
     kp_session_list authorized;   /* broadcast order; new sessions join at the tail */
     kp_session_list draining;     /* closing after their last writes, in drain order */

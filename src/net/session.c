@@ -189,11 +189,19 @@ static void on_authorized(kp_session *sess)
     }
 }
 
+/* The per-address rules hear of a close for junk before it starts (SPEC §9). */
+static void report_junk(kp_session *sess)
+{
+    if (sess->env->hooks->junk)
+        sess->env->hooks->junk(sess->env->ctx, sess);
+}
+
 /* An over-long message closes the session without buffering the rest; what was answered before
  * it in the same read still reaches the client. */
 static void close_too_long(kp_session *sess)
 {
     sess->env->counters.closed_too_long++;
+    report_junk(sess);
     KP_DEBUG(MODULE, "message too long", KP_UINT("max_msg", sess->env->max_msg));
     flush(sess);
     close_after_writes(sess);
@@ -205,6 +213,9 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len, uint64
 {
     kp_reply reply;
     kp_protocol_handle(sess->env->protocol, &sess->peer, msg, len, now_ms, &reply);
+    if (sess->env->hooks->answered && reply.outcome < KP_OUTCOME_COUNT)
+        sess->env->hooks->answered(sess->env->ctx, sess, reply.outcome,
+                                   (reply.actions & KP_REPLY_SEND_JOB) != 0);
     emit(sess, reply.line, reply.len, NULL);
     /* The reply itself can close the session (it filled the output: a slow reader). */
     if (stopped(sess))
@@ -212,8 +223,10 @@ static bool handle_message(kp_session *sess, const char *msg, size_t len, uint64
     if (reply.actions & KP_REPLY_SEND_JOB)
         on_authorized(sess);
     if (reply.actions & KP_REPLY_CLOSE) {
-        if (kp_outcome_is_malformed(reply.outcome))
+        if (kp_outcome_is_malformed(reply.outcome)) {
             sess->env->counters.closed_max_errors++;
+            report_junk(sess);
+        }
         flush(sess);
         close_after_writes(sess);
         return false;
@@ -330,6 +343,10 @@ static void ws_on_close(void *user, uint16_t code, const char *why)
     kp_session *sess = user;
     if (code == 1009)
         sess->env->counters.closed_too_long++;
+    /* 1002 a refused upgrade or a protocol error, 1003 a binary frame, 1007 bad UTF-8, 1009 too
+     * big: junk. 1000/1001 are goodbyes, 1006 a transport that failed. */
+    if (code == 1002 || code == 1003 || code == 1007 || code == 1009)
+        report_junk(sess);
     KP_DEBUG("ws.server", "websocket closed", KP_UINT("code", code), KP_QSTR("reason", why));
     flush(sess);
     close_after_writes(sess);
@@ -505,6 +522,11 @@ kp_session *kp_session_new(kp_session_env *env, size_t conn_room, void **conn_me
     sess->env = env;
     *conn_mem = (char *)sess + CONN_OFFSET;
     return sess;
+}
+
+void *kp_session_room(kp_session *sess)
+{
+    return (char *)sess + CONN_OFFSET;
 }
 
 void kp_session_attach(kp_session *sess, kp_conn *conn)

@@ -52,6 +52,13 @@ typedef struct kp_session_hooks {
     void (*closing)(void *ctx, kp_session *sess);
     /* The session is gone; its memory is freed right after. */
     void (*closed)(void *ctx);
+    /* Optional (NULL: not wanted), for the per-address rules (SPEC §9). `junk`: the session is
+     * being closed for what it sent: -max_errors malformed messages, an over-long line or
+     * frame, a refused WebSocket upgrade or a frame-level WebSocket error. `answered`: a
+     * message was answered with `outcome`; `authorize` tells an authorize's "ok" apart. Neither
+     * closes the session from inside the call. */
+    void (*junk)(void *ctx, kp_session *sess);
+    void (*answered)(void *ctx, kp_session *sess, kp_outcome outcome, bool authorize);
 } kp_session_hooks;
 
 /* What every session of one server shares; the server owns it. */
@@ -95,6 +102,9 @@ struct kp_session {
  * address goes to *conn_mem. The caller builds the connection there, then calls
  * kp_session_attach before anything can fail. NULL when out of memory. */
 kp_session *kp_session_new(kp_session_env *env, size_t conn_room, void **conn_mem);
+
+/* The room kp_session_new made after the session (where its TCP conn lives). */
+void *kp_session_room(kp_session *sess);
 
 /* Makes `conn` the session's connection (it may be the one in the session's room, or a conn
  * stacked on it) and binds its events to the session. */

@@ -226,8 +226,19 @@ void kp_proc_abandon(kp_proc *proc)
 
 int kp_connect(int port, int may_fail)
 {
+    return kp_connect_from(NULL, port, may_fail);
+}
+
+int kp_connect_from(const char *src, int port, int may_fail)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0 && fd < KP_MAX_FDS);
+    if (src) {
+        struct sockaddr_in from = {.sin_family = AF_INET};
+        assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+        if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0)
+            fail_msg("bind %s: %s", src, strerror(errno));
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {

@@ -51,6 +51,10 @@ void kp_proc_abandon(kp_proc *proc);
 /* Connects to 127.0.0.1:port; returns the fd (or -1 when `may_fail` and connect failed). */
 int kp_connect(int port, int may_fail);
 
+/* The same from the local IPv4 address `src` (e.g. "127.0.0.2": every 127/8 address is local on
+ * Linux), so a test can play several clients; NULL is the kernel's choice. */
+int kp_connect_from(const char *src, int port, int may_fail);
+
 /* Sends all of data, or returns -1 when the peer is gone (reset, closed); 0 on success. For a
  * write that may meet a connection the server already closed. */
 int kp_try_send(int fd, const char *data, size_t len);
