@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libuv1-dev libcjson-dev libssl-dev libpq-dev librabbitmq-dev libhttp-parser-dev)
 if [[ "${1:-}" == "--test" ]]; then
   # clang + libclang-rt-14-dev: the libFuzzer harnesses (libclang_rt.fuzzer-x86_64.a)
-  packages+=(libcmocka-dev postgresql rabbitmq-server chromium clang libclang-rt-14-dev)
+  packages+=(libcmocka-dev postgresql rabbitmq-server chromium clang libclang-rt-14-dev openssl)
 fi
 
 missing=()
