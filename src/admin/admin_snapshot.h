@@ -62,6 +62,8 @@ typedef struct kp_admin_snapshot {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* closed at accept: -max_conns reached */
     kp_admin_closed_counts closed;
+    /* TLS handshakes (kupool_tls_handshakes_total); failed = sent handshake bytes, never done. */
+    uint64_t tls_handshakes_ok, tls_handshakes_failed;
 
     uint64_t jobs_issued;
     uint64_t job_id;            /* the current job, 0 before the first */
