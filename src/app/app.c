@@ -37,7 +37,8 @@ static void close_signals(kp_app *app)
 {
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
-    uv_close((uv_handle_t *)&app->sighup, NULL);
+    if (app->sighup.loop)
+        uv_close((uv_handle_t *)&app->sighup, NULL);
 }
 
 static void on_drained(int status, void *arg)
@@ -121,9 +122,12 @@ static void watch_signals(kp_app *app)
     app->sigterm.data = app;
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
-    uv_signal_init(app->loop, &app->sighup);
-    app->sighup.data = app;
-    uv_signal_start(&app->sighup, on_sighup, SIGHUP);
+    /* Only with a TLS listener: without one SIGHUP keeps its default action, as before. */
+    if (app->cfg->tls_addr[0] || app->cfg->wss_addr[0]) {
+        uv_signal_init(app->loop, &app->sighup);
+        app->sighup.data = app;
+        uv_signal_start(&app->sighup, on_sighup, SIGHUP);
+    }
 }
 
 int kp_app_open(uv_loop_t *loop, const kp_config *cfg, kp_app **out)
