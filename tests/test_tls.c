@@ -8,7 +8,10 @@
  * heap an idle TLS connection keeps.
  *
  * The certificates come from tests/services/tls_certs.sh (fixture tls_certs), in
- * $KUP_TEST_TLS_DIR. */
+ * $KUP_TEST_TLS_DIR.
+ *
+ * Over 600 lines on purpose: one module's cases against one fixture (the fake stream, the owner
+ * and the client pump); split in two files, the fixture would be copied. */
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
