@@ -143,9 +143,10 @@ static void browser_submits(kp_proc *p, int ws_port, const char *spki)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
         fail_msg("cannot run /usr/bin/chromium (install Debian's chromium)");
     int served = page_server_stop(&ps);
-    if (!seen)
-        fail_msg("the browser never submitted (page served %d times); server log:\n%s", served,
-                 p->log);
+    if (!seen) {
+        kp_proc_abandon(p); /* prints the server's log; a live server would keep ctest waiting */
+        fail_msg("the browser never submitted (page served %d times)", served);
+    }
     assert_true(served >= 1);
     assert_true(kp_proc_wait_log(p, "outcome=ok", 1000));
     assert_int_equal(kp_proc_stop(p, SIGTERM, 15000), 0);
