@@ -7,8 +7,9 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libuv1-dev libcjson-dev libssl-dev libpq-dev librabbitmq-dev libhttp-parser-dev)
 if [[ "${1:-}" == "--test" ]]; then
   # clang + libclang-rt-14-dev: the libFuzzer harnesses (libclang_rt.fuzzer-x86_64.a)
-  # haproxy: the front-door tests put a real one in front of two nodes (tests/services/haproxy.sh)
-  packages+=(libcmocka-dev postgresql rabbitmq-server chromium clang libclang-rt-14-dev haproxy)
+  # haproxy: the front-door tests put a real one in front of two nodes (tests/services/haproxy.sh);
+  # openssl: the TLS tests' certificates and `openssl s_client` against the server
+  packages+=(libcmocka-dev postgresql rabbitmq-server chromium clang libclang-rt-14-dev haproxy openssl)
 fi
 
 missing=()

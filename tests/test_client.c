@@ -262,6 +262,49 @@ static void test_demo_ws(void **state)
     assert_int_equal(server_stop_accepted(srv), accepted);
 }
 
+/* tls:// verified against the test CA, and wss:// with -tls_insecure (tests/services/tls_certs.sh;
+ * fixture tls_certs). */
+static void test_demo_tls(void **state)
+{
+    fixture *fx = *state;
+    const char *dir = getenv("KUP_TEST_TLS_DIR");
+    assert_non_null(dir);
+    char cert[512], key[512], ca[512];
+    snprintf(cert, sizeof(cert), "%s/chain.pem", dir);
+    snprintf(key, sizeof(key), "%s/server.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    const char *const sargs[] = {"-interval", "500ms", "-tls_addr", "127.0.0.1:0", "-wss_addr",
+                                 "127.0.0.1:0", "-tls_cert", cert, "-tls_key", key, NULL};
+    kp_proc *srv = server_start(fx, sargs);
+    int tls_port = kp_proc_listen_port(srv, "tls.server", 5000);
+    int wss_port = kp_proc_listen_port(srv, "wss.server", 5000);
+    char addr[96];
+    snprintf(addr, sizeof(addr), "tls://localhost:%d", tls_port);
+    const char *const cargs[] = {"-addr", addr, "-tls_ca", ca, "-username", "tlsuser",
+                                 "-duration", "2500ms", NULL};
+    client_proc *c = client_start(fx, cargs);
+    assert_int_equal(client_wait(c, RUN_TIMEOUT_MS), 0);
+    assert_non_null(strstr(c->err, "connecting addr=\"tls://localhost:"));
+    unsigned accepted = check_demo_log(c, "tlsuser");
+    assert_in_range(accepted, 2, 3);
+
+    snprintf(addr, sizeof(addr), "wss://127.0.0.1:%d/kupool", wss_port);
+    const char *const wargs[] = {"-addr", addr, "-tls_insecure", "-username", "wssuser",
+                                 "-duration", "2500ms", NULL};
+    client_proc *w = client_start(fx, wargs);
+    assert_int_equal(client_wait(w, RUN_TIMEOUT_MS), 0);
+    unsigned wss_accepted = check_demo_log(w, "wssuser");
+    assert_in_range(wss_accepted, 2, 3);
+
+    /* Without the CA the server's certificate is not trusted: no session, no submit. */
+    snprintf(addr, sizeof(addr), "tls://127.0.0.1:%d", tls_port);
+    const char *const uargs[] = {"-addr", addr, "-duration", "1s", NULL};
+    client_proc *u = client_start(fx, uargs);
+    assert_int_equal(client_wait(u, RUN_TIMEOUT_MS), 0);
+    assert_non_null(strstr(u->err, "certificate verify failed"));
+    assert_int_equal(server_stop_accepted(srv), accepted + wss_accepted);
+}
+
 /* The server goes away and comes back on the same port: the client reconnects on its own. */
 static void test_demo_reconnect(void **state)
 {
@@ -485,9 +528,10 @@ static void test_load_idle_text(void **state)
 static void test_bad_flags(void **state)
 {
     fixture *fx = *state;
-    static const char *const cases[][4] = {
+    static const char *const cases[][6] = {
         {"-addr", "127.0.0.1", NULL},
-        {"-addr", "wss://127.0.0.1:1/", NULL},
+        {"-addr", "wss://127.0.0.1:1/", "-tls_ca", "/nonexistent/ca.pem", NULL},
+        {"-addr", "tls://127.0.0.1:1/path", NULL},
         {"-n", "ten", NULL},
         {"-mix", "invalid=7", NULL},
     };
@@ -502,7 +546,8 @@ static void test_bad_flags(void **state)
     const char *const help[] = {"-h", NULL};
     client_proc *c = client_start(fx, help);
     assert_int_equal(client_wait(c, 10000), 0);
-    for (const char *flag = "addr\0username\0n\0duration\0rate\0pipeline\0connect_rate\0src\0mix\0json\0";
+    for (const char *flag = "addr\0username\0n\0duration\0rate\0pipeline\0connect_rate\0src\0mix\0json\0"
+                            "tls_ca\0tls_insecure\0";
          *flag; flag += strlen(flag) + 1) {
         char want[32];
         snprintf(want, sizeof(want), "  -%s", flag);
@@ -516,6 +561,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_demo_tcp, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_demo_ws, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_demo_tls, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_demo_reconnect, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_demo_auth_rejected, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_load_json, fixture_setup, fixture_teardown),

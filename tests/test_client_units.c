@@ -77,6 +77,11 @@ static void test_addr_forms(void **state)
     assert_int_equal(a.scheme, KC_SCHEME_WSS);
     assert_int_equal(a.port, 443);
     assert_string_equal(kc_scheme_name(a.scheme), "wss");
+    a = parse_ok("tls://pool.example:8443");
+    assert_int_equal(a.scheme, KC_SCHEME_TLS);
+    assert_int_equal(a.port, 8443);
+    assert_string_equal(a.path, "");
+    assert_string_equal(kc_scheme_name(a.scheme), "tls");
 }
 
 static void test_addr_errors(void **state)
@@ -92,6 +97,8 @@ static void test_addr_errors(void **state)
         "http://h:1",         /* unknown scheme */
         "tcp://h",            /* tcp needs a port */
         "tcp://h:1/path",     /* tcp has no path */
+        "tls://h",            /* tls needs a port */
+        "tls://h:1/path",     /* tls has no path */
         "h:1/path",           /* a path needs ws:// */
         "ws://user@h:1/",     /* no user info */
         "ws://h:1/#frag",     /* no fragment */

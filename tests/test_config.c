@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -59,6 +60,11 @@ static const struct {
     {"ban_check", "KUP_BAN_CHECK"},
     {"ban_invalid_percent", "KUP_BAN_INVALID_PERCENT"},
     {"ban_exempt", "KUP_BAN_EXEMPT"},
+    /* TLS (SPEC §9) */
+    {"tls_addr", "KUP_TLS_ADDR"},
+    {"wss_addr", "KUP_WSS_ADDR"},
+    {"tls_cert", "KUP_TLS_CERT"},
+    {"tls_key", "KUP_TLS_KEY"},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -330,6 +336,8 @@ static void test_env_overrides_flag(void **state)
             {"KUP_PROXY_FROM", "10.0.0.0/8"}, {"KUP_MAX_CONNS_PER_IP", "11"},
             {"KUP_BAN_TIME", "12s"},    {"KUP_BAN_CHECK", "13"},      {"KUP_BAN_INVALID_PERCENT", "14"},
             {"KUP_BAN_EXEMPT", "::1"},
+            {"KUP_TLS_ADDR", ":4"},     {"KUP_WSS_ADDR", ":5"},
+            {"KUP_TLS_CERT", "/dev/null"}, {"KUP_TLS_KEY", "/dev/null"},
         };
         assert_int_equal(COUNT_OF(sample), COUNT_OF(spec_flags));
         assert_string_equal(sample[i].env, spec_flags[i].env);
@@ -365,6 +373,10 @@ static void test_env_overrides_flag(void **state)
     assert_int_equal(r.cfg.ban_invalid_percent, 14);
     assert_string_equal(r.cfg.ban_exempt, "::1");
     assert_string_equal(r.cfg.job_secret, "sec");
+    assert_string_equal(r.cfg.tls_addr, ":4");
+    assert_string_equal(r.cfg.wss_addr, ":5");
+    assert_string_equal(r.cfg.tls_cert, "/dev/null");
+    assert_string_equal(r.cfg.tls_key, "/dev/null");
     run_free(&r);
 }
 
@@ -723,6 +735,51 @@ static void test_store_pg(void **state)
     run_free(&r);
 }
 
+/* ---- TLS (SPEC §9) ----------------------------------------------------------------------- */
+
+static void test_tls_files(void **state)
+{
+    (void)state;
+    /* The files' contents are the TLS context's check at start; here only that they can be read. */
+    char cert[] = "/tmp/kp_test_config_certXXXXXX";
+    int fd = mkstemp(cert);
+    assert_true(fd >= 0);
+    close(fd);
+    run r;
+    parse(&r, "-tls_addr", ":8443", NULL);
+    expect_error(&r, "-tls_cert is required with -tls_addr or -wss_addr");
+    run_free(&r);
+    parse(&r, "-wss_addr", ":8443", "-tls_cert", cert, NULL);
+    expect_error(&r, "-tls_key is required with -tls_addr or -wss_addr");
+    run_free(&r);
+    parse(&r, "-tls_addr", ":8443", "-tls_cert", "/nonexistent/cert.pem", "-tls_key", cert, NULL);
+    expect_error(&r, "for flag -tls_cert: cannot read the file");
+    run_free(&r);
+    setenv("KUP_TLS_KEY", "/nonexistent/key.pem", 1);
+    parse(&r, "-tls_addr", ":8443", "-tls_cert", cert, "-tls_key", cert, NULL);
+    expect_error(&r, "for KUP_TLS_KEY: cannot read the file");
+    run_free(&r);
+    unsetenv("KUP_TLS_KEY");
+    parse(&r, "-tls_addr", "nope", NULL);
+    expect_error(&r, "for flag -tls_addr");
+    run_free(&r);
+    parse(&r, "-tls_addr", "127.0.0.1:8443", "-wss_addr", ":8444", "-tls_cert", cert, "-tls_key",
+          cert, NULL);
+    expect_ok(&r);
+    assert_string_equal(r.cfg.tls_addr, "127.0.0.1:8443");
+    assert_string_equal(r.cfg.wss_addr, ":8444");
+    assert_string_equal(r.cfg.tls_cert, cert);
+    assert_string_equal(r.cfg.tls_key, cert);
+    run_free(&r);
+    /* Off by default: nothing is required. */
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_string_equal(r.cfg.tls_addr, "");
+    assert_string_equal(r.cfg.wss_addr, "");
+    run_free(&r);
+    unlink(cert);
+}
+
 /* ---- help and version -------------------------------------------------------------------- */
 
 static void test_help(void **state)
@@ -1049,6 +1106,7 @@ int main(void)
         T(test_version),         T(test_durations),    T(test_split_host_port),
         T(test_difficulty_flags),
         T(test_front_door_flags),
+        T(test_tls_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,7 +119,7 @@ static void make(owner *w, fake_conn *f)
     memset(f, 0, sizeof(*f));
     f->base.ops = &fake_ops;
     w->inner = f;
-    assert_int_equal(kp_conn_proxy_new(&f->base, on_header, NULL, &w->conn), 0);
+    assert_int_equal(kp_conn_proxy_new(&f->base, on_header, NULL, w, &w->conn), 0);
     kp_conn_bind(w->conn, &own_events, w);
 }
 

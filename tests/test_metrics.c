@@ -22,6 +22,8 @@ static kp_admin_snapshot small_snapshot(void)
         .bans = {.active = 24, .junk = 25, .invalid_shares = 26},
         .closed = {.auth_timeout = 11, .too_long = 12, .slow = 13, .max_errors = 14,
                    .drain_timeout = 15},
+        .tls_handshakes_ok = 16,
+        .tls_handshakes_failed = 17,
         .jobs_issued = 42,
         .job_id = 41,
         .last_broadcast_us = 1500,
@@ -91,6 +93,10 @@ static const char small_exposition[] =
     "kupool_sessions_closed_total{reason=\"slow\"} 13\n"
     "kupool_sessions_closed_total{reason=\"max_errors\"} 14\n"
     "kupool_sessions_closed_total{reason=\"drain_timeout\"} 15\n"
+    "# HELP kupool_tls_handshakes_total TLS handshakes: ok, or failed (handshake bytes received, never completed).\n"
+    "# TYPE kupool_tls_handshakes_total counter\n"
+    "kupool_tls_handshakes_total{result=\"ok\"} 16\n"
+    "kupool_tls_handshakes_total{result=\"failed\"} 17\n"
     "# HELP kupool_jobs_issued_total Jobs issued.\n"
     "# TYPE kupool_jobs_issued_total counter\n"
     "kupool_jobs_issued_total 42\n"

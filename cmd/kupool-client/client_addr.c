@@ -27,6 +27,8 @@ const char *kc_scheme_name(kc_scheme scheme)
         return "ws";
     case KC_SCHEME_WSS:
         return "wss";
+    case KC_SCHEME_TLS:
+        return "tls";
     case KC_SCHEME_TCP:
     default:
         return "tcp";
@@ -110,8 +112,11 @@ int kc_addr_parse(const char *text, kc_addr *out, const char **why)
     } else if (scheme_len == 3 && strncasecmp(text, "wss", 3) == 0) {
         out->scheme = KC_SCHEME_WSS;
         default_port = 443;
+    } else if (scheme_len == 3 && strncasecmp(text, "tls", 3) == 0) {
+        out->scheme = KC_SCHEME_TLS; /* the TCP protocol over TLS: no default port, no path */
+        default_port = 0;
     } else {
-        return fail(why, "unknown scheme: want tcp://, ws:// or wss://");
+        return fail(why, "unknown scheme: want tcp://, tls://, ws:// or wss://");
     }
 
     const char *auth = sep + 3;
@@ -120,9 +125,10 @@ int kc_addr_parse(const char *text, kc_addr *out, const char **why)
     if (rc != 0)
         return rc;
 
-    if (out->scheme == KC_SCHEME_TCP) {
+    if (out->scheme == KC_SCHEME_TCP || out->scheme == KC_SCHEME_TLS) {
         if (rest[0] && strcmp(rest, "/") != 0)
-            return fail(why, "a tcp:// address has no path");
+            return fail(why, out->scheme == KC_SCHEME_TLS ? "a tls:// address has no path"
+                                                         : "a tcp:// address has no path");
         return 0;
     }
     if (strchr(rest, '#'))

@@ -2,7 +2,7 @@
  * load generator binds its connections to (-src).
  *
  * -addr forms (SPEC §7): "host:port", "[v6]:port", "tcp://host:port", "ws://host[:port]/path",
- * "wss://host[:port]/path". A bare host:port is TCP: unlike the Go original, it is not run through
+ * "wss://host[:port]/path", "tls://host:port" (the TCP protocol over TLS). A bare host:port is TCP: unlike the Go original, it is not run through
  * a URL parser that mistakes "127.0.0.1" for a URL scheme. */
 #ifndef KC_CLIENT_ADDR_H
 #define KC_CLIENT_ADDR_H
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-typedef enum kc_scheme { KC_SCHEME_TCP = 0, KC_SCHEME_WS, KC_SCHEME_WSS } kc_scheme;
+typedef enum kc_scheme { KC_SCHEME_TCP = 0, KC_SCHEME_WS, KC_SCHEME_WSS, KC_SCHEME_TLS } kc_scheme;
 
 #define KC_HOST_MAX 256
 #define KC_PATH_MAX 1024
@@ -36,7 +36,7 @@ int kc_addr_host_header(const kc_addr *a, char *buf, size_t cap);
  * set to gai_strerror's text. */
 int kc_addr_resolve(const kc_addr *a, struct sockaddr_storage *out, const char **why);
 
-/* "tcp", "ws" or "wss". */
+/* "tcp", "ws", "wss" or "tls". */
 const char *kc_scheme_name(kc_scheme scheme);
 
 /* An inclusive range of IPv4 source addresses, host byte order. */

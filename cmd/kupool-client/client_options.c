@@ -113,7 +113,7 @@ static const char *set_mix(void *target, const char *v)
 
 static const kp_flag_spec flags[] = {
     {.name = "addr", .type = KP_FLAG_FUNC, .set = set_addr, .def = "127.0.0.1:8080",
-     .arg = "address", .help = "server address: host:port, tcp://host:port or ws://host:port/path"},
+     .arg = "address", .help = "server address: host:port, tcp://host:port, tls://host:port, ws:// or wss://host:port/path"},
     {.name = "username", KP_FLAG_STRING_FIELD(kc_options, username), .def = "alice",
      .help = "username to authorize as; load mode uses USERNAME-<session index>"},
     {.name = "n", KP_FLAG_UINT_FIELD(kc_options, sessions), .def = "0", .max = MAX_SESSIONS,
@@ -137,6 +137,11 @@ static const kp_flag_spec flags[] = {
      .help = "load mode: local addresses to connect from, e.g. 127.0.0.2-127.0.0.9"},
     {.name = "mix", .type = KP_FLAG_FUNC, .set = set_mix, .arg = "spec", .shown_def = "none",
      .help = "load mode: shares of bad submits, e.g. duplicate=0.05,invalid=0.05,frequent=0.05"},
+    {.name = "tls_ca", KP_FLAG_STRING_FIELD(kc_options, tls_ca), .def = "", .arg = "file",
+     .shown_def = "the system's CA store",
+     .help = "tls:// and wss://: CA certificates (PEM) that verify the server"},
+    {.name = "tls_insecure", KP_FLAG_BOOL_FIELD(kc_options, tls_insecure), .def = "false",
+     .help = "tls:// and wss://: do not verify the server's certificate (test certificates)"},
     {.name = "json", KP_FLAG_BOOL_FIELD(kc_options, json), .def = "false",
      .help = "load mode: print the final summary as one JSON object"},
     {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help"},

@@ -32,6 +32,9 @@ typedef struct kc_options {
     kc_src_range src;
     kc_mix mix;            /* -mix */
     bool json;             /* -json */
+    /* tls:// and wss:// */
+    char tls_ca[1024];     /* -tls_ca: CA certificates (PEM) to verify the server; "" = system */
+    bool tls_insecure;     /* -tls_insecure: no verification (self-signed test certificates) */
 } kc_options;
 
 enum kc_options_result { KC_OPTIONS_RUN = 0, KC_OPTIONS_HELP = 1, KC_OPTIONS_VERSION = 2 };

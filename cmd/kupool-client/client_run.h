@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <sys/socket.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "client_addr.h"
@@ -17,6 +18,7 @@ typedef struct kc_target {
     char host_header[KC_HOST_MAX + 16];  /* ws:// only: the Host header */
     /* -addr as logged: scheme://host[:port][/path] */
     char url[sizeof("wss://") + KC_HOST_MAX + 16 + KC_PATH_MAX];
+    SSL_CTX *tls_ctx; /* tls:// and wss://, else NULL; kc_target_free frees it */
 } kc_target;
 
 /* Resolves -addr and checks that the flags fit together (no wss://, -src only toward an IPv4
@@ -25,6 +27,9 @@ int kc_target_init(kc_target *t, const kc_options *o, FILE *err);
 
 /* Fills the transport part of `c` (loop, server, WebSocket, -src); the mode sets the rest
  * (events, in-flight bound, timeouts, backoff) and calls kc_client_init. */
+/* Frees what kc_target_init made. */
+void kc_target_free(kc_target *t);
+
 void kc_client_setup(kc_client *c, uv_loop_t *loop, const kc_options *o, const kc_target *t);
 
 /* Monotonic milliseconds, with a fraction (not the loop's cached clock). */

@@ -127,6 +127,7 @@ static void drop(kc_session *s, kc_down_reason why, const char *detail)
     if (!is_connected_state(s->state))
         return;
     s->state = KC_STATE_CLOSING;
+    kc_tls_stop(s->tls);
     s->down_reason = why;
     s->down_detail = detail;
     uv_timer_stop(&s->timer);
@@ -145,6 +146,8 @@ static void went_down(kc_session *s, uint32_t lost)
     kc_client *c = s->client;
     kp_ws_free(s->ws); /* safe here: no kp_ws call is on the stack in a close callback */
     s->ws = NULL;
+    kc_tls_free(s->tls);
+    s->tls = NULL;
     s->fifo_head = s->fifo_len = 0;
     s->job_id = 0;
     s->last_ok_job = 0;
@@ -181,11 +184,12 @@ static void on_write(uv_write_t *req, int status)
         drop(s, KC_DOWN_CLOSED_BY_SERVER, uv_strerror(status));
 }
 
-/* Writes what the socket takes now and queues a copy of the rest. */
-static void write_now(kc_session *s, const char *data, size_t len)
+/* Writes what the socket takes now and queues a copy of the rest. A TLS handshake writes while
+ * the state is still CONNECTING (connect done, the protocol not begun). */
+static void write_raw(kc_session *s, const char *data, size_t len)
 {
     if (s->state != KC_STATE_UPGRADING && s->state != KC_STATE_AUTHORIZING &&
-        s->state != KC_STATE_READY)
+        s->state != KC_STATE_READY && !(s->tls && s->state == KC_STATE_CONNECTING))
         return;
     uv_stream_t *stream = (uv_stream_t *)&s->tcp;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
@@ -214,6 +218,15 @@ static void write_now(kc_session *s, const char *data, size_t len)
         free(wr);
         drop(s, KC_DOWN_CLOSED_BY_SERVER, "write failed");
     }
+}
+
+/* The protocol's bytes: through TLS when the connection has it. */
+static void write_now(kc_session *s, const char *data, size_t len)
+{
+    if (s->tls)
+        kc_tls_write(s->tls, data, len);
+    else
+        write_raw(s, data, len);
 }
 
 static void flush_out(kc_session *s)
@@ -444,6 +457,48 @@ static void start_upgrade(kc_session *s, void *arg)
         drop(s, KC_DOWN_CONNECT_FAILED, "cannot start the WebSocket handshake");
 }
 
+/* ---- TLS (client_tls.h): ciphertext to the socket, plaintext to the framing ---- */
+
+static void begin_protocol(kc_session *s);
+static void feed(kc_session *s, void *arg);
+
+typedef struct read_chunk {
+    const char *data;
+    size_t len;
+} read_chunk;
+
+static void tls_out(void *user, const char *data, size_t len)
+{
+    write_raw(user, data, len);
+}
+
+static void tls_plain(void *user, const char *data, size_t len)
+{
+    read_chunk chunk = {data, len};
+    with_batch(user, feed, &chunk);
+}
+
+static void tls_ready(void *user)
+{
+    kc_session *s = user;
+    if (s->state == KC_STATE_CONNECTING)
+        begin_protocol(s);
+}
+
+static void tls_fail(void *user, const char *why)
+{
+    kc_session *s = user;
+    drop(s, s->state == KC_STATE_CONNECTING ? KC_DOWN_CONNECT_FAILED : KC_DOWN_CLOSED_BY_SERVER,
+         why);
+}
+
+static const kc_tls_events tls_events = {
+    .out = tls_out,
+    .plain = tls_plain,
+    .ready = tls_ready,
+    .fail = tls_fail,
+};
+
 static void on_connect(uv_connect_t *req, int status)
 {
     kc_session *s = req->data;
@@ -459,6 +514,20 @@ static void on_connect(uv_connect_t *req, int status)
         drop(s, KC_DOWN_CONNECT_FAILED, uv_strerror(rc));
         return;
     }
+    if (s->client->tls_ctx) { /* the protocol begins once the handshake is done (tls_ready) */
+        s->tls = kc_tls_new(s->client->tls_ctx, s->client->tls_host, &tls_events, s);
+        if (!s->tls)
+            drop(s, KC_DOWN_CONNECT_FAILED, "out of memory");
+        else
+            kc_tls_start(s->tls);
+        return;
+    }
+    begin_protocol(s);
+}
+
+/* Right after connect (or the TLS handshake): the upgrade, or authorize. */
+static void begin_protocol(kc_session *s)
+{
     if (s->client->websocket) {
         s->state = KC_STATE_UPGRADING;
         with_batch(s, start_upgrade, NULL); /* the request head leaves in one write */
@@ -670,11 +739,6 @@ static void process(kc_session *s, const char *p, const char *end)
     }
 }
 
-typedef struct read_chunk {
-    const char *data;
-    size_t len;
-} read_chunk;
-
 static void feed(kc_session *s, void *arg)
 {
     const read_chunk *chunk = arg;
@@ -696,6 +760,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || !is_connected_state(s->state))
         return;
+    if (s->tls) {
+        kc_tls_feed(s->tls, buf->base, (size_t)nread);
+        return;
+    }
     read_chunk chunk = {buf->base, (size_t)nread};
     with_batch(s, feed, &chunk);
 }

@@ -25,6 +25,7 @@
 #include "client_submit.h"
 #include "hasher.h"
 #include "outcome.h"
+#include "client_tls.h"
 #include "ws.h"
 
 typedef struct kc_session kc_session;
@@ -91,6 +92,8 @@ typedef struct kc_client {
     const char *ws_host;             /* the Host header, "host:port" (borrowed) */
     const char *ws_path;             /* the request target, "/..." (borrowed) */
     const kc_src_range *src;         /* local addresses to bind, NULL = the kernel's choice */
+    SSL_CTX *tls_ctx;                /* tls:// and wss:// (borrowed), NULL = plaintext */
+    const char *tls_host;            /* the name the certificate must carry (borrowed) */
     uint32_t src_next;               /* rotation through src */
     uint32_t max_in_flight;          /* submits a session may have unanswered */
     uint64_t connect_timeout_ms;     /* connect + authorize deadline */
@@ -123,6 +126,7 @@ struct kc_session {
     void *data;      /* the mode's */
     char *username;  /* owned */
     kp_ws *ws;       /* ws:// only: this connection's framing, freed when the connection ends */
+    kc_tls *tls;     /* tls:// and wss:// only: freed when the connection ends */
     kc_state state;
     bool stopping;
     kc_down_reason down_reason;

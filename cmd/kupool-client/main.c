@@ -58,6 +58,7 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     int status = opt.sessions ? kc_load_run(&loop, &opt, &target)
                               : kc_demo_run(&loop, &opt, &target);
+    kc_target_free(&target);
     int leftover = uv_loop_close(&loop);
     if (leftover != 0)
         KP_WARN("client", "loop closed with handles open", KP_QSTR("error", uv_strerror(leftover)));

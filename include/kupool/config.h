@@ -58,6 +58,11 @@ typedef struct kp_config {
     uint32_t ban_check;                 /* -ban_check, default 100 */
     uint32_t ban_invalid_percent;       /* -ban_invalid_percent, default 50 */
     char ban_exempt[KP_CONFIG_STR_MAX]; /* -ban_exempt CIDR[,CIDR...], "" = none */
+    /* TLS (SPEC §9): both listeners need -tls_cert and -tls_key. */
+    char tls_addr[KP_CONFIG_STR_MAX];  /* -tls_addr, the TCP protocol over TLS, "" = off */
+    char wss_addr[KP_CONFIG_STR_MAX];  /* -wss_addr, WebSocket over TLS, "" = off */
+    char tls_cert[KP_CONFIG_STR_MAX];  /* -tls_cert, PEM certificate (and chain) file */
+    char tls_key[KP_CONFIG_STR_MAX];   /* -tls_key, PEM private key file */
     kp_log_level log_level;            /* KUP_LOG_LEVEL only, default info */
     kp_log_format log_format;          /* KUP_LOG_FORMAT only, default text */
 } kp_config;

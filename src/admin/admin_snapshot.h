@@ -85,6 +85,8 @@ typedef struct kp_admin_snapshot {
     kp_admin_closed_counts closed;
     kp_admin_refused_counts refused;
     kp_admin_ban_counts bans;
+    /* TLS handshakes (kupool_tls_handshakes_total); failed = sent handshake bytes, never done. */
+    uint64_t tls_handshakes_ok, tls_handshakes_failed;
 
     uint64_t jobs_issued;
     uint64_t job_id;            /* the current job, 0 before the first */

@@ -58,6 +58,16 @@ static void render_miners(const kp_admin_snapshot *s, kp_textbuf *tb)
     labelled_u64(tb, closed_name, "reason", "drain_timeout", s->closed.drain_timeout);
 }
 
+/* SPEC §9: 0 and 0 while no TLS listener is on. */
+static void render_tls(const kp_admin_snapshot *s, kp_textbuf *tb)
+{
+    static const char name[] = "kupool_tls_handshakes_total";
+    family(tb, name, "counter",
+           "TLS handshakes: ok, or failed (handshake bytes received, never completed).");
+    labelled_u64(tb, name, "result", "ok", s->tls_handshakes_ok);
+    labelled_u64(tb, name, "result", "failed", s->tls_handshakes_failed);
+}
+
 static void render_jobs(const kp_admin_snapshot *s, kp_textbuf *tb)
 {
     metric_u64(tb, "kupool_jobs_issued_total", "counter", "Jobs issued.", s->jobs_issued);
@@ -182,6 +192,7 @@ void kp_admin_render_metrics(const kp_admin_snapshot *s, const kp_admin_endpoint
                              const kp_process_gauges *p, kp_textbuf *tb)
 {
     render_miners(s, tb);
+    render_tls(s, tb);
     render_jobs(s, tb);
     render_outcomes(s, tb);
     render_difficulty(s, tb);

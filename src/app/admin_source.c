@@ -65,6 +65,8 @@ static void app_snapshot(void *ctx, kp_admin_snapshot *out)
             .invalid_shares = bs.bans_total[KP_BAN_INVALID_SHARES],
         };
     }
+    out->tls_handshakes_ok = s->tls_io.counters.handshakes_ok;
+    out->tls_handshakes_failed = s->tls_io.counters.handshakes_failed;
     out->jobs_issued = k->jobs_issued;
     out->job_id = s->broadcast.line_id > 0 ? (uint64_t)s->broadcast.line_id : 0;
     out->last_broadcast_us = s->broadcast.last_us;

@@ -23,6 +23,24 @@ static void on_signal(uv_signal_t *h, int signum)
     kp_app_shutdown(app);
 }
 
+/* SIGHUP: new TLS connections use the certificate and key as the files are now; the server
+ * logs the outcome, a bad file keeps the previous ones. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    kp_app *app = h->data;
+    KP_INFO(MODULE, "signal received", KP_INT("signal", signum));
+    if (!app->shutting_down)
+        kp_server_reload_tls(app->server);
+}
+
+static void close_signals(kp_app *app)
+{
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    if (app->sighup.loop)
+        uv_close((uv_handle_t *)&app->sighup, NULL);
+}
+
 static void on_drained(int status, void *arg)
 {
     kp_app *app = arg;
@@ -33,8 +51,7 @@ static void on_drained(int status, void *arg)
     else
         KP_ERROR(MODULE, "shutdown: events neither published nor spooled",
                  KP_UINT("lost", (uint64_t)ps.waiting - ps.spooled), KP_STR("mq", app->mq->name));
-    uv_close((uv_handle_t *)&app->sigint, NULL);
-    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    close_signals(app);
 }
 
 /* The order of SPEC §6: stop taking connections and close the sessions (no new events), close
@@ -109,6 +126,12 @@ static void watch_signals(kp_app *app)
     app->sigterm.data = app;
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    /* Only with a TLS listener: without one SIGHUP keeps its default action, as before. */
+    if (app->cfg->tls_addr[0] || app->cfg->wss_addr[0]) {
+        uv_signal_init(app->loop, &app->sighup);
+        app->sighup.data = app;
+        uv_signal_start(&app->sighup, on_sighup, SIGHUP);
+    }
 }
 
 int kp_app_open(uv_loop_t *loop, const kp_config *cfg, kp_app **out)
@@ -132,10 +155,8 @@ int kp_app_open(uv_loop_t *loop, const kp_config *cfg, kp_app **out)
     if (rc != 0) {
         if (app->server)
             kp_server_close(app->server);
-        if (app->sigint.loop) {
-            uv_close((uv_handle_t *)&app->sigint, NULL);
-            uv_close((uv_handle_t *)&app->sigterm, NULL);
-        }
+        if (app->sigint.loop)
+            close_signals(app);
         kp_admin_close(app->admin);
         app->admin = NULL;
         kp_pipeline_close(app->pipeline);

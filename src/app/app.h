@@ -34,6 +34,7 @@ typedef struct kp_app {
     kp_admin *admin;       /* NULL without -http_addr */
     kp_admin_source admin_source; /* what the admin endpoint reads (app/admin_source.c) */
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup; /* reloads the TLS certificate and key; .loop NULL without TLS */
     bool shutting_down;
     uint64_t shutdown_start_ns; /* uv_hrtime() when the shutdown began */
     int exit_status;

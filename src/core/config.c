@@ -8,6 +8,7 @@
 #include "kupool/config.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -123,6 +124,17 @@ static const kp_flag_spec flags[] = {
     {.name = "ban_exempt", .env = "KUP_BAN_EXEMPT", STRING_FIELD(ban_exempt), .def = "",
      .shown_def = "none", .arg = "CIDR,...", .check = check_cidr_list,
      .help = "client addresses that are never banned"},
+    /* TLS (SPEC §9) */
+    {.name = "tls_addr", .env = "KUP_TLS_ADDR", STRING_FIELD(tls_addr), .def = "",
+     .shown_def = "off", .check = check_optional_addr,
+     .help = "TLS listen address for the TCP protocol (needs -tls_cert and -tls_key)"},
+    {.name = "wss_addr", .env = "KUP_WSS_ADDR", STRING_FIELD(wss_addr), .def = "",
+     .shown_def = "off", .check = check_optional_addr,
+     .help = "WebSocket over TLS (wss://) listen address (needs -tls_cert and -tls_key)"},
+    {.name = "tls_cert", .env = "KUP_TLS_CERT", STRING_FIELD(tls_cert), .def = "",
+     .shown_def = "none", .help = "PEM certificate file, chain after it; reloaded on SIGHUP"},
+    {.name = "tls_key", .env = "KUP_TLS_KEY", STRING_FIELD(tls_key), .def = "",
+     .shown_def = "none", .help = "PEM private key file of -tls_cert; reloaded on SIGHUP"},
     {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help and exit"},
     {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version and exit"},
     /* Environment only: */
@@ -225,6 +237,32 @@ static void print_usage(FILE *out)
     kp_flags_usage(flags, FLAG_COUNT, KP_FLAGS_LAYOUT_COLUMNS, out);
 }
 
+/* TLS: a listener needs both files, and a file given must be readable now (whether it holds a
+ * matching certificate and key is the TLS context's check, at start: exit 2 too). */
+static int resolve_tls(kp_flags *fs)
+{
+    kp_config *cfg = fs->target;
+    bool listener = cfg->tls_addr[0] || cfg->wss_addr[0];
+    const char *names[] = {"tls_cert", "tls_key"};
+    const char *files[] = {cfg->tls_cert, cfg->tls_key};
+    for (size_t i = 0; i < 2; i++) {
+        if (!files[i][0]) {
+            if (listener)
+                return kp_flags_fail(fs, "-%s is required with -tls_addr or -wss_addr (or set "
+                                         "KUP_%s)", names[i], i == 0 ? "TLS_CERT" : "TLS_KEY");
+            continue;
+        }
+        FILE *f = fopen(files[i], "r");
+        if (!f) {
+            char why[200];
+            snprintf(why, sizeof why, "cannot read the file: %s", strerror(errno));
+            return kp_flags_fail_value(fs, kp_flags_find(fs, names[i]), why);
+        }
+        fclose(f);
+    }
+    return 0;
+}
+
 /* Rules between flags, checked once every source was read. */
 static int resolve(kp_flags *fs)
 {
@@ -254,7 +292,7 @@ static int resolve(kp_flags *fs)
         return kp_flags_fail(fs, "-pg_dsn is required with -store pg (or set KUP_PG_DSN)");
     if (strcmp(cfg->mq, "rabbit") == 0 && cfg->mq_url[0] == '\0')
         return kp_flags_fail(fs, "-mq_url is required with -mq rabbit (or set KUP_MQ_URL)");
-    return 0;
+    return resolve_tls(fs);
 }
 
 int kp_config_parse(kp_config *cfg, int argc, char **argv, FILE *out, FILE *err)

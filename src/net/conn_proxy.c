@@ -13,6 +13,7 @@ typedef struct kp_conn_proxy {
     kp_proxy_parser *parser; /* until the header is done */
     kp_proxy_header_cb on_header;
     void *ctx;
+    void *arg; /* the callee's name for this connection (conn_proxy.h) */
     bool has_client;         /* the header carried an address: peer_address answers with it */
     bool closing;
     struct sockaddr_storage client;
@@ -41,7 +42,7 @@ static void header_done(kp_conn_proxy *p, const kp_proxy_result *res, const char
             memset(&own, 0, sizeof(own));
         client = &own;
     }
-    if (!p->on_header(p->ctx, p->base.owner, client, NULL) || p->closing)
+    if (!p->on_header(p->ctx, p->arg, client, NULL) || p->closing)
         return;
     if (rest_len)
         p->base.events->on_read(p->base.owner, rest, rest_len);
@@ -65,7 +66,7 @@ static void inner_read(void *owner, const char *data, size_t len)
         header_done(p, &res, data + used, len - used);
         return;
     case KP_PROXY_ERROR:
-        p->on_header(p->ctx, p->base.owner, NULL, p->parser->why);
+        p->on_header(p->ctx, p->arg, NULL, p->parser->why);
         return;
     }
 }
@@ -147,7 +148,8 @@ static const kp_conn_ops proxy_ops = {
     .peer_address = proxy_peer_address,
 };
 
-int kp_conn_proxy_new(kp_conn *inner, kp_proxy_header_cb on_header, void *ctx, kp_conn **out)
+int kp_conn_proxy_new(kp_conn *inner, kp_proxy_header_cb on_header, void *ctx, void *arg,
+                      kp_conn **out)
 {
     kp_conn_proxy *p = calloc(1, sizeof(*p));
     kp_proxy_parser *parser = malloc(sizeof(*parser));
@@ -162,6 +164,7 @@ int kp_conn_proxy_new(kp_conn *inner, kp_proxy_header_cb on_header, void *ctx, k
     p->parser = parser;
     p->on_header = on_header;
     p->ctx = ctx;
+    p->arg = arg;
     kp_conn_bind(inner, &inner_events, p);
     *out = &p->base;
     return 0;

@@ -20,14 +20,17 @@
 
 /* The header is in (`client`: the address it carried, or the proxy's own for LOCAL, UNKNOWN and
  * other families) or was refused (`client` NULL, `why` says what). Called once, before any byte
- * reaches the owner, with the owner as `owner`. Returns true to go on; false after the callee
- * closed the connection (it must close it on a refusal). */
-typedef bool (*kp_proxy_header_cb)(void *ctx, void *owner, const struct sockaddr_storage *client,
+ * reaches the owner, with the `ctx` and `arg` given to kp_conn_proxy_new (`arg` names the
+ * connection for the callee: its owner may be another conn, e.g. TLS above the PROXY reader).
+ * Returns true to go on; false after the callee closed the connection (it must close it on a
+ * refusal). */
+typedef bool (*kp_proxy_header_cb)(void *ctx, void *arg, const struct sockaddr_storage *client,
                                    const char *why);
 
 /* Stacks a PROXY reader on `inner` (which it then owns: it binds itself as inner's owner and
  * closes it with itself). Bind the result to its owner (kp_conn_bind) before reads start.
  * Returns 0 or KP_ENOMEM (nothing changed: the caller still owns `inner`). */
-int kp_conn_proxy_new(kp_conn *inner, kp_proxy_header_cb on_header, void *ctx, kp_conn **out);
+int kp_conn_proxy_new(kp_conn *inner, kp_proxy_header_cb on_header, void *ctx, void *arg,
+                      kp_conn **out);
 
 #endif

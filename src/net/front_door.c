@@ -71,11 +71,11 @@ static bool admit(kp_server *s, kp_session *sess, const kp_ip *ip)
 }
 
 /* The PROXY reader's verdict (conn_proxy.h). */
-static bool on_proxy_header(void *ctx, void *owner, const struct sockaddr_storage *client,
+static bool on_proxy_header(void *ctx, void *arg, const struct sockaddr_storage *client,
                             const char *why)
 {
     kp_server *s = ctx;
-    kp_session *sess = owner;
+    kp_session *sess = arg;
     if (!client) {
         if (worth_logging(++s->door.refused_proxy_header)) {
             char proxy[64];
@@ -99,7 +99,7 @@ static bool on_proxy_header(void *ctx, void *owner, const struct sockaddr_storag
     return !s->door.book || admit(s, sess, &ip);
 }
 
-int kp_front_door_accept(kp_server *s, kp_session *sess)
+int kp_front_door_accept(kp_server *s, kp_session *sess, kp_conn **inner)
 {
     struct sockaddr_storage sa;
     kp_ip ip;
@@ -110,12 +110,12 @@ int kp_front_door_accept(kp_server *s, kp_session *sess)
     }
     if (s->door.proxy_from.count && kp_cidr_list_contains(&s->door.proxy_from, &ip)) {
         kp_conn *proxy;
-        if (kp_conn_proxy_new(tcp, on_proxy_header, s, &proxy) != 0) {
+        if (kp_conn_proxy_new(tcp, on_proxy_header, s, sess, &proxy) != 0) {
             KP_ERROR(MODULE, "out of memory accepting a proxied connection");
             kp_session_discard(sess);
             return KP_ENOMEM;
         }
-        kp_session_attach(sess, proxy);
+        *inner = proxy;
         return 0;
     }
     if (s->door.book && !admit(s, sess, &ip))

@@ -46,11 +46,12 @@ void kp_front_door_free(kp_server *s);
 /* Bytes of session room a connection needs. */
 size_t kp_front_door_room(const kp_server *s);
 
-/* A new session past -max_conns, its TCP conn accepted and attached: stacks a PROXY reader when
- * the peer is a trusted proxy (the checks then wait for the header), else applies the
- * per-address checks at once. Returns 0 to start the session, or a KP_E* after which it is
- * closing (refused). */
-int kp_front_door_accept(kp_server *s, kp_session *sess);
+/* A new session past -max_conns, its TCP conn accepted and attached: stacks a PROXY reader on
+ * the TCP conn when the peer is a trusted proxy (the checks then wait for the header) and sets
+ * `*inner` to it, else applies the per-address checks at once and leaves `*inner` alone. The
+ * caller stacks the rest (TLS) on `*inner` and attaches the session to the top. Returns 0 to
+ * start the session, or a KP_E* after which it is closing (refused). */
+int kp_front_door_accept(kp_server *s, kp_session *sess, kp_conn **inner);
 
 /* The session is closing: its address has one connection less. */
 void kp_front_door_closing(kp_server *s, kp_session *sess);

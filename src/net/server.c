@@ -1,6 +1,8 @@
 #include "server.h"
 
 #include <assert.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
@@ -8,6 +10,7 @@
 #include "kupool/error.h"
 #include "log.h"
 #include "net_addr.h"
+#include "tls_context.h"
 
 #define MODULE_TCP "tcp.server"
 #define MODULE_JOBS "app.coordinator"
@@ -217,13 +220,26 @@ static const kp_session_hooks session_hooks = {
 
 /* ---- accept ---- */
 
-/* The plain TCP transport: the session's connection lives in the session's own allocation.
- * A transport stacked on it (TLS, a PROXY header) would be built here, over `tcp`, and
- * attached instead (docs/architecture.md, "Transports"). */
-static void accept_session(kp_server *s, uv_stream_t *listener, bool websocket)
+/* The session's connection lives in the session's own allocation: the TCP conn (with the front
+ * door's per-address slot when it is on, front_door.h), and on a TLS listener the TLS conn after
+ * it. A trusted proxy's PROXY reader has an allocation of its own and goes between the two, so
+ * the order is TCP -> PROXY -> TLS -> session (docs/architecture.md, "Transports"). */
+typedef struct listener_kind {
+    bool websocket;
+    bool tls;
+} listener_kind;
+
+static size_t tls_room_offset(const kp_server *s)
+{
+    size_t align = alignof(max_align_t);
+    return (s->conn_room + align - 1) / align * align;
+}
+
+static void accept_session(kp_server *s, uv_stream_t *listener, listener_kind kind)
 {
     void *room;
-    kp_session *sess = kp_session_new(&s->env, s->conn_room, &room);
+    size_t room_size = kind.tls ? tls_room_offset(s) + sizeof(kp_conn_tls) : s->conn_room;
+    kp_session *sess = kp_session_new(&s->env, room_size, &room);
     if (!sess) {
         KP_ERROR(MODULE_TCP, "out of memory accepting a connection");
         return;
@@ -243,13 +259,21 @@ static void accept_session(kp_server *s, uv_stream_t *listener, bool websocket)
         return;
     }
     /* SPEC §9: a PROXY reader for a trusted proxy's connection, else the per-address checks. */
-    if (s->door.on && kp_front_door_accept(s, sess) != 0)
+    kp_conn *top = &tcp->base;
+    if (s->door.on && kp_front_door_accept(s, sess, &top) != 0)
         return; /* refused: closing */
+    if (kind.tls) {
+        kp_conn_tls *tls = (kp_conn_tls *)((char *)room + tls_room_offset(s));
+        kp_conn_tls_init(tls, top, s->tls_ctx, &s->tls_io, MAX_QUEUED_BYTES);
+        top = &tls->base;
+    }
+    if (top != &tcp->base)
+        kp_session_attach(sess, top);
     s->counters.connections_accepted++;
     kp_conn_tcp_tune(tcp, KERNEL_SNDBUF_BYTES);
     sess->accepted_ms = uv_now(s->loop);
     list_append(&s->unauthorized, sess);
-    kp_session_start(sess, websocket); /* on failure the session is closing */
+    kp_session_start(sess, kind.websocket); /* on failure the session is closing */
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -259,7 +283,13 @@ static void on_connection(uv_stream_t *listener, int status)
         KP_WARN(MODULE_TCP, "accept failed", KP_QSTR("error", uv_strerror(status)));
         return;
     }
-    accept_session(s, listener, listener == (uv_stream_t *)&s->ws_listener);
+    listener_kind kind = {
+        .websocket = listener == (uv_stream_t *)&s->ws_listener ||
+                     listener == (uv_stream_t *)&s->wss_listener,
+        .tls = listener == (uv_stream_t *)&s->tls_listener ||
+               listener == (uv_stream_t *)&s->wss_listener,
+    };
+    accept_session(s, listener, kind);
 }
 
 /* Binds and listens on `addr`; logs "started listen=..." under `module` and returns the port. */
@@ -291,12 +321,37 @@ static int start_listener(kp_server *s, uv_tcp_t *listener, const char *flag, co
     return 0;
 }
 
+/* The TLS listeners: the context first, so a bad certificate or key stops the start. */
+static int listen_tls(kp_server *s)
+{
+    const kp_config *cfg = s->cfg;
+    if (!cfg->tls_addr[0] && !cfg->wss_addr[0])
+        return 0;
+    int rc = kp_tls_context_new(cfg->tls_cert, cfg->tls_key, &s->tls_ctx);
+    if (rc == 0 && cfg->tls_addr[0])
+        rc = start_listener(s, &s->tls_listener, "-tls_addr", cfg->tls_addr, "tls.server",
+                            &s->tls_port);
+    if (rc == 0 && cfg->wss_addr[0])
+        rc = start_listener(s, &s->wss_listener, "-wss_addr", cfg->wss_addr, "wss.server",
+                            &s->wss_port);
+    return rc;
+}
+
+int kp_server_reload_tls(kp_server *s)
+{
+    if (!s->tls_ctx)
+        return 0;
+    return kp_tls_context_reload(s->cfg->tls_cert, s->cfg->tls_key, &s->tls_ctx);
+}
+
 int kp_server_listen(kp_server *s)
 {
     int rc = start_listener(s, &s->listener, "-addr", s->cfg->addr, MODULE_TCP, &s->port);
     if (rc == 0 && s->cfg->ws_addr[0])
         rc = start_listener(s, &s->ws_listener, "-ws_addr", s->cfg->ws_addr, "ws.server",
                             &s->ws_port);
+    if (rc == 0)
+        rc = listen_tls(s);
     return rc;
 }
 
@@ -340,7 +395,7 @@ int kp_server_new(uv_loop_t *loop, const kp_config *cfg, kp_job_book *jobs,
         .ctx = s,
         .batch = &s->batch,
     };
-    if (!s->read_buf.data || !s->batch.buf) {
+    if (!s->read_buf.data || !s->batch.buf || kp_tls_io_init(&s->tls_io, IO_BUF_SIZE) != 0) {
         kp_server_free(s);
         return KP_ENOMEM;
     }
@@ -397,6 +452,10 @@ void kp_server_close(kp_server *s)
         uv_close((uv_handle_t *)&s->listener, NULL);
     if (s->ws_listener.loop)
         uv_close((uv_handle_t *)&s->ws_listener, NULL);
+    if (s->tls_listener.loop)
+        uv_close((uv_handle_t *)&s->tls_listener, NULL);
+    if (s->wss_listener.loop)
+        uv_close((uv_handle_t *)&s->wss_listener, NULL);
     if (s->started) {
         uv_close((uv_handle_t *)&s->job_timer, NULL);
         uv_close((uv_handle_t *)&s->auth_timer, NULL);
@@ -416,6 +475,8 @@ void kp_server_free(kp_server *s)
         return;
     kp_broadcast_free(&s->broadcast);
     kp_front_door_free(s);
+    SSL_CTX_free(s->tls_ctx); /* open connections are gone: this was the last reference */
+    kp_tls_io_free(&s->tls_io);
     free(s->read_buf.data);
     free(s->batch.buf);
     free(s);

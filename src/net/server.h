@@ -14,6 +14,7 @@
 #include "broadcast.h"
 #include "conn_tcp.h"
 #include "front_door.h"
+#include "conn_tls.h"
 #include "job_book.h"
 #include "kupool/config.h"
 #include "protocol.h"
@@ -54,6 +55,15 @@ typedef struct kp_server {
     size_t max_connections; /* -max_conns, or what the fd limit allows */
     kp_broadcast broadcast;
 
+    /* TLS (SPEC §9): -tls_addr (lines) and -wss_addr (WebSocket), each stacking a TLS conn on
+     * the TCP one at accept. tls_ctx is the server's reference to the current context (NULL
+     * when neither listener is on); each connection's SSL holds its own. */
+    uv_tcp_t tls_listener; /* .loop is NULL when off */
+    uv_tcp_t wss_listener;
+    int tls_port, wss_port; /* bound ports, 0 when off */
+    SSL_CTX *tls_ctx;
+    kp_tls_io tls_io;
+
     /* Scratch owned by the loop: every read lands in read_buf (sessions copy out only a partial
      * line), answers to one read collect in batch and leave in one write. */
     kp_read_buf read_buf;
@@ -69,9 +79,15 @@ typedef struct kp_server {
 int kp_server_new(uv_loop_t *loop, const kp_config *cfg, kp_job_book *jobs,
                   kp_protocol *protocol, kp_server **out);
 
-/* Binds -addr and -ws_addr. Returns 0, KP_EINVAL (bad address) or KP_EIO (cannot listen); one
+/* Binds -addr and -ws_addr (and the TLS listeners, after loading the context: KP_EINVAL when
+ * a file or the key is bad). Returns 0, KP_EINVAL (bad address) or KP_EIO (cannot listen); one
  * log line says why. On failure, kp_server_close, run the loop, then kp_server_free. */
 int kp_server_listen(kp_server *s);
+
+/* SIGHUP: loads -tls_cert and -tls_key again for new connections (open ones keep theirs). A
+ * bad file keeps the current context; one log line says why. Returns 0 or a KP_E*; 0 when TLS
+ * is off. */
+int kp_server_reload_tls(kp_server *s);
 
 /* Issues the first job and starts the timers: sessions are served from here on. */
 void kp_server_start(kp_server *s);
