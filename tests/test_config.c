@@ -48,6 +48,9 @@ static const struct {
     {"max_conns", "KUP_MAX_CONNS"},
     {"max_errors", "KUP_MAX_ERRORS"},
     {"job_secret", "KUP_JOB_SECRET"},
+    /* issue 12 */
+    {"mq_batch", "KUP_MQ_BATCH"},
+    {"mq_publishers", "KUP_MQ_PUBLISHERS"},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -314,6 +317,8 @@ static void test_env_overrides_flag(void **state)
             {"KUP_LOG_KEEP", "3"},      {"KUP_MIN_SUBMIT_INTERVAL", "5ms"},
             {"KUP_AUTH_TIMEOUT", "6s"}, {"KUP_MAX_MSG", "100"},       {"KUP_MAX_CONNS", "8"},
             {"KUP_MAX_ERRORS", "9"},    {"KUP_JOB_SECRET", "sec"},
+            /* issue 12 */
+            {"KUP_MQ_BATCH", "64"},     {"KUP_MQ_PUBLISHERS", "3"},
         };
         assert_int_equal(COUNT_OF(sample), COUNT_OF(spec_flags));
         assert_string_equal(sample[i].env, spec_flags[i].env);
@@ -833,6 +838,55 @@ static void test_durations(void **state)
 
 /* ---- host:port --------------------------------------------------------------------------- */
 
+/* issue 12: -mq_batch 1..4096 (default 1: v1 messages), -mq_publishers 1..16 (default 2). */
+static void test_mq_batch_flags(void **state)
+{
+    (void)state;
+    run r;
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 1);
+    assert_int_equal(r.cfg.mq_publishers, 2);
+    run_free(&r);
+
+    parse(&r, "-mq_batch", "4096", "-mq_publishers", "16", NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 4096);
+    assert_int_equal(r.cfg.mq_publishers, 16);
+    run_free(&r);
+
+    setenv("KUP_MQ_BATCH", "256", 1);
+    setenv("KUP_MQ_PUBLISHERS", "1", 1);
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 256);
+    assert_int_equal(r.cfg.mq_publishers, 1);
+    run_free(&r);
+    unsetenv("KUP_MQ_BATCH");
+    unsetenv("KUP_MQ_PUBLISHERS");
+
+    static const struct {
+        const char *args[2];
+        const char *needle;
+    } bad[] = {
+        {{"-mq_batch", "0"}, "for flag -mq_batch"},
+        {{"-mq_batch", "4097"}, "for flag -mq_batch"},
+        {{"-mq_batch", "x"}, "for flag -mq_batch: parse error"},
+        {{"-mq_publishers", "0"}, "for flag -mq_publishers"},
+        {{"-mq_publishers", "17"}, "for flag -mq_publishers"},
+    };
+    for (size_t i = 0; i < COUNT_OF(bad); i++) {
+        parse(&r, bad[i].args[0], bad[i].args[1], NULL);
+        expect_error(&r, bad[i].needle);
+        run_free(&r);
+    }
+    setenv("KUP_MQ_BATCH", "5000", 1);
+    parse(&r, NULL);
+    expect_error(&r, "for KUP_MQ_BATCH");
+    run_free(&r);
+    unsetenv("KUP_MQ_BATCH");
+}
+
 static void test_split_host_port(void **state)
 {
     (void)state;
@@ -895,6 +949,7 @@ int main(void)
         T(test_bool_forms),      T(test_validation_errors), T(test_env_errors),
         T(test_expire),          T(test_store_pg),     T(test_help),
         T(test_version),         T(test_durations),    T(test_split_host_port),
+        T(test_mq_batch_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
