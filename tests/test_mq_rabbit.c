@@ -104,7 +104,8 @@ static int publish_range(kp_mq *mq, const char *prefix, int first, int n)
     assert_non_null(events);
     for (int i = 0; i < n; i++)
         events[i] = make_event(prefix, first + i);
-    int rc = kp_mq_publish(mq, events, (size_t)n);
+    kp_mq_batch b = kp_mq_v1_batch(events, (size_t)n);
+    int rc = kp_mq_publish(mq, &b, 1);
     free(events);
     return rc;
 }
@@ -618,7 +619,8 @@ static void test_broker_down_at_open(void **state)
     kp_event ev = make_event("down", 1);
     uint64_t t0 = kp_test_now_ms();
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(kp_mq_publish(mq, &ev, 1), KP_EIO);
+        kp_mq_batch one = kp_mq_v1_batch(&ev, 1);
+        assert_int_equal(kp_mq_publish(mq, &one, 1), KP_EIO);
         size_t n = 1;
         assert_int_equal(kp_mq_consume(mq, &ev, 1, &n, 100), KP_EIO);
         assert_int_equal(n, 0);
@@ -991,7 +993,8 @@ static void test_large_publish(void **state)
     for (int i = 0; i < N; i++)
         events[i] = make_event("big", i);
     uint64_t t0 = kp_test_now_ms();
-    assert_int_equal(kp_mq_publish(pub, events, N), 0);
+    kp_mq_batch all = kp_mq_v1_batch(events, N);
+    assert_int_equal(kp_mq_publish(pub, &all, 1), 0);
     uint64_t pub_ms = kp_test_now_ms() - t0;
     t0 = kp_test_now_ms();
     consume_expect(con, "big", 0, N, 1024, true);

@@ -12,7 +12,9 @@
 #include "log.h"
 
 #define MODULE "consumer"
-#define CONSUME_BATCH 1024
+/* Events per stats write: several deliveries' worth (a batch message carries up to
+ * KP_MQ_BATCH_MAX, and consume never splits one), so the store gets large transactions. */
+#define CONSUME_BATCH (4 * KP_MQ_BATCH_MAX)
 #define CONSUME_TIMEOUT_MS 100
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
