@@ -557,30 +557,26 @@ static int confirm_begin(link *l, size_t n, char *err, size_t cap)
     return 0;
 }
 
-/* Messages a call publishes: one per event of a v1 batch, one per batch with an id. */
-static size_t message_count(const kp_mq_batch *batches, size_t nb)
-{
-    size_t m = 0;
-    for (size_t b = 0; b < nb; b++)
-        m += batches[b].id[0] ? 1 : batches[b].n;
-    return m;
-}
-
-/* The publishing state of one call: messages go round-robin over `use` connections. */
+/* The publishing state of one call. v1 messages (one per event) all go on the first
+ * connection, so they reach the queue in acceptance order as they always did; batch messages go
+ * round-robin over `use` connections, which the broker takes in parallel (their order in the
+ * queue is then not acceptance order: nothing counts on it, the store dedupes by event id). */
 typedef struct publish_call {
     mq_rabbit *r;
     unsigned use;
-    size_t next;                    /* index of the next message */
+    size_t v1_messages;    /* one per event of the v1 batches */
+    size_t batch_messages; /* one per batch with an id */
+    size_t next;           /* index of the next batch message */
     size_t since_drain[PUBLISHERS_MAX]; /* bytes written per link since its confirms were read */
     uint64_t deadline;
     link *failed; /* the link whose call failed, for link_fail */
 } publish_call;
 
-static int send_message(publish_call *pc, const amqp_basic_properties_t *props, amqp_bytes_t body,
-                        char *err, size_t cap)
+static int send_message(publish_call *pc, bool batch, const amqp_basic_properties_t *props,
+                        amqp_bytes_t body, char *err, size_t cap)
 {
     mq_rabbit *r = pc->r;
-    unsigned i = (unsigned)(pc->next++ % pc->use);
+    unsigned i = batch ? (unsigned)(pc->next++ % pc->use) : 0;
     link *l = &r->pubs[i];
     int st = amqp_basic_publish(l->conn, DATA_CHANNEL, amqp_empty_bytes,
                                 amqp_cstring_bytes(r->queue), 1 /* mandatory */, 0, props, body);
@@ -621,8 +617,8 @@ static int publish_events(publish_call *pc, const kp_mq_batch *b, char *err, siz
             return KP_EIO;
         }
         props.message_id = amqp_cstring_bytes(b->events[i].event_id);
-        int rc = send_message(pc, &props, (amqp_bytes_t){.len = (size_t)len, .bytes = r->json},
-                              err, cap);
+        int rc = send_message(pc, false, &props,
+                              (amqp_bytes_t){.len = (size_t)len, .bytes = r->json}, err, cap);
         if (rc != 0)
             return rc;
     }
@@ -660,18 +656,20 @@ static int publish_batch(publish_call *pc, const kp_mq_batch *b, char *err, size
         .message_id = amqp_cstring_bytes(b->id),
         .headers = {.num_entries = 1, .entries = &count},
     };
-    return send_message(pc, &props, (amqp_bytes_t){.len = len, .bytes = r->body}, err, cap);
+    return send_message(pc, true, &props, (amqp_bytes_t){.len = len, .bytes = r->body}, err, cap);
 }
 
-static int publish_call_run(publish_call *pc, const kp_mq_batch *batches, size_t nb, size_t m,
-                            char *err, size_t cap)
+static int publish_call_run(publish_call *pc, const kp_mq_batch *batches, size_t nb, char *err,
+                            size_t cap)
 {
     mq_rabbit *r = pc->r;
+    size_t m = pc->batch_messages;
     for (unsigned i = 0; i < pc->use; i++) {
         link *l = &r->pubs[i];
         int rc = publish_connection(r, l, pc->deadline, err, cap);
         if (rc == 0)
-            rc = confirm_begin(l, m / pc->use + (i < m % pc->use), err, cap);
+            rc = confirm_begin(l, m / pc->use + (i < m % pc->use) + (i == 0 ? pc->v1_messages : 0),
+                               err, cap);
         if (rc != 0) {
             pc->failed = l;
             return rc;
@@ -701,13 +699,22 @@ static int publish_call_run(publish_call *pc, const kp_mq_batch *batches, size_t
 static int rabbit_publish(kp_mq *mq, const kp_mq_batch *batches, size_t nb)
 {
     mq_rabbit *r = (mq_rabbit *)mq;
-    size_t m = message_count(batches, nb);
-    if (m == 0)
+    publish_call pc = {.r = r};
+    for (size_t b = 0; b < nb; b++) {
+        if (batches[b].id[0])
+            pc.batch_messages++;
+        else
+            pc.v1_messages += batches[b].n;
+    }
+    if (pc.batch_messages + pc.v1_messages == 0)
         return 0;
-    publish_call pc = {.r = r, .use = m < r->npubs ? (unsigned)m : r->npubs};
+    /* A call needs no more connections than it has batch messages (v1 ones use the first). */
+    pc.use = pc.batch_messages < r->npubs ? (unsigned)pc.batch_messages : r->npubs;
+    if (pc.use == 0)
+        pc.use = 1;
     pc.deadline = kp_clock_mono_ms() + PUBLISH_DEADLINE_MS;
     char err[ERR_MAX] = "";
-    int rc = publish_call_run(&pc, batches, nb, m, err, sizeof(err));
+    int rc = publish_call_run(&pc, batches, nb, err, sizeof(err));
     link *first = &r->pubs[0];
     if (rc == 0 && first->conn && ready_is_stale(r)) {
         /* The call is confirmed whatever this says; a failure here only costs the connection. */
