@@ -6,13 +6,17 @@
  * those helpers behind a header. The generic part, the deadline watchdog, is its own file
  * (guard.c); the rest is specific to AMQP and reads best in order, top to bottom.
  *
- * Messages: one per event, the SPEC §3 JSON as the body, published to the default exchange with
- * the queue's name as routing key; persistent (delivery_mode 2), content_type application/json,
- * message_id = event_id. The queue is declared durable (not exclusive, not auto-delete, no
+ * Messages (docs/queue.md): a v1 batch (no id, -mq_batch 1) is one message per event, the SPEC §3
+ * JSON as the body, content_type application/json, message_id = event_id; a batch with an id is
+ * one message, its NDJSON body (event_batch.c), content_type application/x-ndjson, message_id =
+ * the batch id, header kupool-events = its event count. Both are persistent (delivery_mode 2),
+ * published to the default exchange with the queue's name as routing key. The queue is declared durable (not exclusive, not auto-delete, no
  * arguments) by both sides on every connect, so whichever side starts first creates it.
  *
- * Connections: two, never shared. The publishing side belongs to whichever libuv worker runs
- * `publish` (one call at a time); the consuming side belongs to the consumer thread (`consume`,
+ * Connections: one consuming and -mq_publishers publishing ones, never shared. The publishing
+ * side belongs to whichever libuv worker runs `publish` (one call at a time): v1 messages go on
+ * its first connection (acceptance order kept), batch messages round-robin over all of them (the
+ * broker takes them in parallel). The consuming side belongs to the consumer thread (`consume`,
  * `ack`). Neither is opened at `open`: a broker that is down must not stop the daemon (only a URL
  * that cannot be parsed is KP_EINVAL there). Each side connects on first use and again on the
  * next call after any failure (a failure always drops the connection, so a connection is either
@@ -22,10 +26,10 @@
  * retries once on a fresh connection when its first attempt failed fast. The callers already
  * back off between failed calls, so nothing here sleeps.
  *
- * Publish: the channel is in confirm mode (confirm.select once per channel). A call publishes the
- * whole batch, then waits for the broker's basic.ack frames covering every delivery tag of the
- * batch (usually a handful of `multiple` acks, not one round trip per message). Publishes are
- * mandatory: a message no queue took (someone deleted the queue) is confirmed all the same, and
+ * Publish: each channel is in confirm mode (confirm.select once per channel). A call publishes
+ * every message, then waits for the broker's basic.ack frames covering every delivery tag it used
+ * on every connection (usually a handful of `multiple` acks, not one round trip per message).
+ * Publishes are mandatory: a message no queue took (someone deleted the queue) is confirmed all the same, and
  * the basic.return the broker sends before that confirm is the only sign it was dropped. A
  * basic.return, a basic.nack, a channel or connection close, a socket error or the deadline fails
  * the call with KP_EIO and drops the connection (the next connect declares the queue again); the
@@ -42,10 +46,13 @@
  * guard never touches a reused descriptor. Connect, login and every RPC also carry the
  * library's own timeouts, derived from the same deadline.
  *
- * Consume: basic.qos prefetch PREFETCH, basic.consume with manual acks; the connection asks for
+ * Consume: basic.qos prefetch from -mq_batch (prefetch_for), basic.consume with manual acks; the connection asks for
  * consumer_cancel_notify, so a deleted queue cancels the consumer (instead of leaving it waiting
  * on nothing) and the reconnect declares the queue again. A call waits up to the caller's
- * timeout for the first delivery and then takes what has already arrived, up to `cap`. `ack`
+ * timeout for the first delivery and then takes what has already arrived, up to `cap`, whole
+ * messages only: a delivery that does not fit is decoded into a stash that opens the next call
+ * (it is not acknowledged before it is returned: its tag is above the ones acked). A batch with
+ * some lines that are not events gives its good ones and an ERROR line. `ack`
  * acknowledges everything returned so far with one basic.ack(last tag, multiple). A
  * connection lost between `consume` and `ack` makes `ack` fail: the delivery tags died with the
  * channel, and the broker redelivers those messages to the next connection (at least once; the
@@ -89,7 +96,8 @@
 #define PREFETCH 2048             /* most unacknowledged deliveries the broker sends ahead */
 #define PREFETCH_MIN 16           /* ... and least, whatever the batch size */
 #define PREFETCH_EVENTS 65536u    /* prefetch x -mq_batch, within those bounds */
-#define DRAIN_EVERY 256           /* publishes between reads of early confirms */
+#define DRAIN_BYTES (64u * 1024u) /* written per connection between reads of early confirms */
+#define MESSAGE_OVERHEAD 256u     /* what a message costs beyond its body, for DRAIN_BYTES */
 #define PENDING_REFRESH_MS 1000u
 #define PENDING_STALE_MS 10000u
 #define WARN_EVERY_MS 10000u /* one failure warning per side per 10 s */
@@ -588,8 +596,8 @@ static int send_message(publish_call *pc, bool batch, const amqp_basic_propertie
     l->tag++;
     /* Take the confirms that arrived meanwhile, so they never pile up unread and a channel
      * error shows before the whole call is written. */
-    pc->since_drain[i] += body.len + 256;
-    if (pc->since_drain[i] >= (size_t)DRAIN_EVERY * 256) {
+    pc->since_drain[i] += body.len + MESSAGE_OVERHEAD;
+    if (pc->since_drain[i] >= DRAIN_BYTES) {
         pc->since_drain[i] = 0;
         int rc = read_confirms(l, false, pc->deadline, err, cap);
         if (rc != 0) {
