@@ -23,6 +23,7 @@ struct kp_pipeline {
     kp_spool *spool; /* NULL without a spool dir */
     size_t memory_bound;
     size_t mq_batch; /* events per message; <= 1: v1, one message per event */
+    size_t job_max;  /* events per worker job: KP_PIPELINE_BATCH_MAX, or JOB_MAX when batching */
     kp_pipeline_phase phase;
 
     /* pending[head..tail) wait in memory, oldest first. Owned by the loop thread. Events leave
@@ -36,7 +37,7 @@ struct kp_pipeline {
     uv_work_t work;
     kp_pipeline_action_kind job;      /* the job in flight; KP_PIPELINE_WAIT when none */
     kp_pipeline_action_kind last_job; /* the last job started, for appends' and publishes' turns */
-    kp_event *batch;                  /* KP_PIPELINE_SPOOL_CHUNK events */
+    kp_event *batch;                  /* KP_PIPELINE_JOB_MAX events */
     size_t batch_len;
     size_t batch_skipped; /* spool lines that did not parse (KP_PIPELINE_PUBLISH_SPOOL) */
     size_t batch_bad_markers; /* spool batch markers that did not parse (same) */
@@ -46,10 +47,10 @@ struct kp_pipeline {
      * publish or an append); a job that fails leaves them cut, so its retry, or the append that
      * moves them to the spool instead, carries the same batches. Only a success clears them.
      * The loop writes sealed[] between jobs; while a job runs its `events` point into `batch`. */
-    kp_mq_batch *sealed; /* KP_PIPELINE_BATCH_MAX entries */
+    kp_mq_batch *sealed; /* KP_PIPELINE_JOB_MAX entries */
     size_t nsealed;
     size_t sealed_events;
-    kp_mq_batch *spool_batches; /* KP_PIPELINE_BATCH_MAX entries: a spool job's batches */
+    kp_mq_batch *spool_batches; /* KP_PIPELINE_JOB_MAX entries: a spool job's batches */
     size_t nspool_batches;
     int batch_status;
     uint64_t backoff_ms;      /* 0 while publishing works; else the last retry delay */
@@ -119,7 +120,7 @@ static void run_job(uv_work_t *req)
         break;
     case KP_PIPELINE_PUBLISH_SPOOL: {
         kp_spool_chunk chunk = {.events = pl->batch,
-                                .cap = KP_PIPELINE_BATCH_MAX,
+                                .cap = pl->job_max,
                                 .batches = pl->spool_batches,
                                 .per = pl->mq_batch};
         pl->batch_status = kp_spool_read(pl->spool, &chunk);
@@ -248,7 +249,7 @@ static size_t hand_over_memory(kp_pipeline *pl, size_t n)
 {
     if (pl->nsealed == 0) {
         pl->nsealed = kp_batch_seal(pl->pending + pl->head, n, pl->mq_batch, pl->sealed,
-                                    KP_PIPELINE_BATCH_MAX);
+                                    KP_PIPELINE_JOB_MAX);
         pl->sealed_events = n;
     }
     n = pl->sealed_events;
@@ -289,6 +290,7 @@ static void maybe_dispatch(kp_pipeline *pl)
         .in_memory = pending_len(pl),
         .spooled = pl->spooled,
         .memory_bound = pl->memory_bound,
+        .job_max = pl->job_max,
     };
     kp_pipeline_action next = kp_pipeline_next(pl->phase, &in);
     switch (next.kind) {
@@ -316,9 +318,9 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     kp_pipeline *pl = calloc(1, sizeof(*pl));
     if (!pl)
         return KP_ENOMEM;
-    pl->batch = malloc(KP_PIPELINE_SPOOL_CHUNK * sizeof(kp_event));
-    pl->sealed = calloc(KP_PIPELINE_BATCH_MAX, sizeof(kp_mq_batch));
-    pl->spool_batches = calloc(KP_PIPELINE_BATCH_MAX, sizeof(kp_mq_batch));
+    pl->batch = malloc(KP_PIPELINE_JOB_MAX * sizeof(kp_event));
+    pl->sealed = calloc(KP_PIPELINE_JOB_MAX, sizeof(kp_mq_batch));
+    pl->spool_batches = calloc(KP_PIPELINE_JOB_MAX, sizeof(kp_mq_batch));
     if (!pl->batch || !pl->sealed || !pl->spool_batches) {
         free(pl->batch);
         free(pl->sealed);
@@ -334,6 +336,7 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     pl->mq_batch = opts && opts->mq_batch > 1 ? opts->mq_batch : 1;
     if (pl->mq_batch > KP_MQ_BATCH_MAX)
         pl->mq_batch = KP_MQ_BATCH_MAX;
+    pl->job_max = pl->mq_batch > 1 ? KP_PIPELINE_JOB_MAX : KP_PIPELINE_BATCH_MAX;
     if (opts && opts->spool_dir && opts->spool_dir[0]) {
         int rc = kp_spool_open(opts->spool_dir, &pl->spool, &pl->spooled);
         if (rc != 0) {
@@ -388,7 +391,7 @@ int kp_pipeline_push(kp_pipeline *pl, const kp_event *ev)
         return KP_ENOMEM;
     pl->pending[pl->tail++] = *ev;
     pl->stats.accepted++;
-    if (pending_len(pl) >= KP_PIPELINE_BATCH_MAX)
+    if (pending_len(pl) >= pl->job_max)
         maybe_dispatch(pl);
     else if (!uv_is_active((uv_handle_t *)&pl->flush_timer))
         uv_timer_start(&pl->flush_timer, on_flush, FLUSH_MS, 0);
