@@ -46,6 +46,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'echo "bench/backends.sh: failed at line $LINENO" >&2' ERR
 
 echo "== starting PostgreSQL :$pg_port and RabbitMQ :$rabbit_port under $work" >&2
 tests/services/pg.sh start "$work/pg" "$pg_port"
@@ -69,8 +70,10 @@ raw_pg_rate=$(echo "$raw_pg" | field per_second)
 drop_tables() {
   local t
   t=$(sql "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public'
-           AND (tablename = 'submissions' OR tablename LIKE 'kupool_processed%')")
-  [[ -n $t ]] && sql "SET client_min_messages = warning; DROP TABLE IF EXISTS $t CASCADE"
+           AND (tablename = 'submissions' OR tablename LIKE 'kupool_processed%')" || true)
+  if [[ -n $t ]]; then
+    sql "SET client_min_messages = warning; DROP TABLE IF EXISTS $t CASCADE" || true
+  fi
   return 0
 }
 # Rows and bytes of the dedupe bookkeeping: every kupool_processed% table, whatever the store
