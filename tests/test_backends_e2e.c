@@ -178,21 +178,26 @@ static void db_exec(PGconn *c, const char *sql)
     PQclear(r);
 }
 
+/* The counts and every table of the store's exactly-once bookkeeping (kupool_processed%: one
+ * row per event in v1, ranges since issue 12), whatever their names. */
 static void db_drop_tables(PGconn *c)
 {
-    db_exec(c, "DROP TABLE IF EXISTS submissions, kupool_processed_events");
+    db_exec(c, "DO $$ DECLARE t text; BEGIN"
+               " FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+               "   AND (tablename = 'submissions' OR tablename LIKE 'kupool\\_processed%') LOOP"
+               "   EXECUTE 'DROP TABLE IF EXISTS ' || quote_ident(t) || ' CASCADE';"
+               " END LOOP; END $$");
 }
 
-/* Sum of submission_count and the number of processed event ids; false while the tables do not
- * exist yet or the server is unreachable. */
-static bool db_counts(PGconn *c, int64_t *total, int64_t *processed)
+/* Sum of submission_count; false while the table does not exist yet or the server is
+ * unreachable. What the bookkeeping holds is the store's business (its own tests bound it):
+ * these scenarios check the counts, which a lost or doubled event would change. */
+static bool db_counts(PGconn *c, int64_t *total)
 {
-    PGresult *r = db_try(c, "SELECT (SELECT coalesce(sum(submission_count), 0) FROM submissions),"
-                            " (SELECT count(*) FROM kupool_processed_events)");
+    PGresult *r = db_try(c, "SELECT coalesce(sum(submission_count), 0) FROM submissions");
     if (!r)
         return false;
     *total = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    *processed = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
     return true;
 }
@@ -209,11 +214,10 @@ static int user_index(const char *name)
  * equal, and every (user, minute) count exact up to rounds that straddled a minute boundary. */
 static void db_expect_tally(PGconn *c, const tally *t)
 {
-    int64_t total = -1, processed = -1;
-    if (!db_counts(c, &total, &processed))
+    int64_t total = -1;
+    if (!db_counts(c, &total))
         fail_msg("cannot read the counts: %s", PQerrorMessage(c));
     assert_int_equal(total, (int64_t)t->total);
-    assert_int_equal(processed, (int64_t)t->total);
 
     PGresult *r = db_try(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8, submission_count"
                             " FROM submissions ORDER BY 1, 2");
@@ -571,11 +575,11 @@ static stop_counts stopped_line(const kp_proc *p)
 static void wait_counted(fixture *fx, kp_proc *p, int64_t want)
 {
     uint64_t deadline = kp_test_now_ms() + COUNT_TIMEOUT_MS;
-    int64_t total = -1, processed = -1;
+    int64_t total = -1;
     for (;;) {
         if (p && p->pid > 0)
             drain_log(p);
-        bool ok = db_counts(fx->db, &total, &processed);
+        bool ok = db_counts(fx->db, &total);
         if (ok && total > want)
             fail_msg("%" PRId64 " counted, only %" PRId64 " accepted", total, want);
         if (ok && total == want)
@@ -585,7 +589,6 @@ static void wait_counted(fixture *fx, kp_proc *p, int64_t want)
                      COUNT_TIMEOUT_MS, p ? p->log : "");
         sleep_ms(100);
     }
-    assert_int_equal(processed, want);
 }
 
 /* ---- load: many sessions, pipelined submits -------------------------------------------------- */
@@ -887,10 +890,9 @@ static void test_consumer_killed_before_ack(void **state)
                                                     .fault_env2 = "KUP_FAULT_CONSUME_CAP=1024"});
     assert_int_equal(server_stop(dying, 0), 128 + SIGKILL);
     assert_true(logged(dying, "fault injection: dying between commit and ack"));
-    int64_t committed = 0, processed = 0;
-    assert_true(db_counts(fx->db, &committed, &processed));
+    int64_t committed = 0;
+    assert_true(db_counts(fx->db, &committed));
     assert_true(committed > 0 && committed < KILL_EVENTS);
-    assert_int_equal(processed, committed);
     /* Once the broker has noticed the dead connection it holds every unacknowledged message
      * as ready again; ready + committed > KILL_EVENTS means the counted second batch is among
      * them. */
