@@ -1,7 +1,11 @@
 /* Baseline for bench/backends.sh: the fastest this machine's RabbitMQ takes KuPool-shaped
  * messages from one librabbitmq-c connection in the confirm mode src/mq_rabbit.c uses.
  *
- *   raw_rabbit_publish AMQP_URL QUEUE COUNT BATCH
+ *   raw_rabbit_publish AMQP_URL QUEUE COUNT BATCH [EVENTS_PER_MESSAGE]
+ *
+ * With EVENTS_PER_MESSAGE > 1 (issue 12), each message is an NDJSON body of that many event
+ * lines (content_type application/x-ndjson), as -mq_batch publishes them; COUNT and BATCH still
+ * count events, and per_second is events per second.
  *
  * Declares QUEUE durable, publishes COUNT persistent JSON messages (delivery_mode 2,
  * content_type application/json, a ~200-byte body like a SPEC §3 event) in batches of BATCH, and
@@ -62,14 +66,14 @@ static void wait_confirms(amqp_connection_state_t conn, uint64_t last)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: raw_rabbit_publish AMQP_URL QUEUE COUNT BATCH\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: raw_rabbit_publish AMQP_URL QUEUE COUNT BATCH [EVENTS_PER_MESSAGE]\n");
         return 2;
     }
     char *url = strdup(argv[1]);
     const char *queue = argv[2];
-    long count = atol(argv[3]), batch = atol(argv[4]);
-    if (!url || count <= 0 || batch <= 0) {
+    long count = atol(argv[3]), batch = atol(argv[4]), per = argc == 6 ? atol(argv[5]) : 1;
+    if (!url || count <= 0 || batch <= 0 || per <= 0 || per > 4096) {
         fprintf(stderr, "raw_rabbit_publish: COUNT and BATCH must be positive\n");
         return 2;
     }
@@ -100,27 +104,34 @@ int main(int argc, char **argv)
     amqp_basic_properties_t props = {
         ._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG,
         .delivery_mode = 2,
-        .content_type = amqp_cstring_bytes("application/json"),
+        .content_type = amqp_cstring_bytes(per > 1 ? "application/x-ndjson" : "application/json"),
     };
-    char body[512];
+    char *body = malloc((size_t)per * 512);
+    if (!body)
+        return 1;
     double start = now_s();
     uint64_t tag = 0;
     for (long sent = 0; sent < count;) {
         long n = count - sent < batch ? count - sent : batch;
-        for (long i = 0; i < n; i++, sent++) {
-            int len = snprintf(body, sizeof(body),
-                               "{\"event_id\":\"00000000deadbeef-%ld\",\"username\":\"user%ld\","
-                               "\"job_id\":%ld,\"client_nonce\":\"%016lx\","
-                               "\"ts\":\"2026-11-26T02:00:00.000Z\"}",
-                               sent, sent % 100, sent / 1000, (unsigned long)sent * 2654435761u);
+        long messages = 0;
+        for (long i = 0; i < n; messages++) {
+            size_t len = 0;
+            for (long k = 0; k < per && i < n; k++, i++, sent++) {
+                len += (size_t)snprintf(body + len, 512,
+                                        "{\"event_id\":\"00000000deadbeef-%ld\",\"username\":\"user%ld\","
+                                        "\"job_id\":%ld,\"client_nonce\":\"%016lx\","
+                                        "\"ts\":\"2026-11-26T02:00:00.000Z\"}%s",
+                                        sent, sent % 100, sent / 1000,
+                                        (unsigned long)sent * 2654435761u, per > 1 ? "\n" : "");
+            }
             int rc = amqp_basic_publish(conn, 1, amqp_empty_bytes, qname, 0, 0, &props,
-                                        (amqp_bytes_t){.len = (size_t)len, .bytes = body});
+                                        (amqp_bytes_t){.len = len, .bytes = body});
             if (rc != AMQP_STATUS_OK) {
                 fprintf(stderr, "raw_rabbit_publish: publish: %s\n", amqp_error_string2(rc));
                 return 1;
             }
         }
-        tag += (uint64_t)n;
+        tag += (uint64_t)messages;
         wait_confirms(conn, tag);
     }
     double seconds = now_s() - start;
@@ -130,6 +141,7 @@ int main(int argc, char **argv)
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(conn);
     free(url);
+    free(body);
     printf("raw_rabbit_publish messages=%ld seconds=%.3f per_second=%.0f\n", count, seconds,
            (double)count / seconds);
     return 0;

@@ -58,9 +58,9 @@ static int count_lines(const char *s)
 
 static int frees; /* calls of a fake's free slot */
 
-static int fake_publish(kp_mq *mq, const kp_event *ev, size_t n)
+static int fake_publish(kp_mq *mq, const kp_mq_batch *batches, size_t n)
 {
-    (void)mq, (void)ev, (void)n;
+    (void)mq, (void)batches, (void)n;
     return 0;
 }
 static int fake_consume(kp_mq *mq, kp_event *out, size_t cap, size_t *n, int timeout_ms)

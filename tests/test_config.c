@@ -65,6 +65,9 @@ static const struct {
     {"wss_addr", "KUP_WSS_ADDR"},
     {"tls_cert", "KUP_TLS_CERT"},
     {"tls_key", "KUP_TLS_KEY"},
+    /* issue 12 */
+    {"mq_batch", "KUP_MQ_BATCH"},
+    {"mq_publishers", "KUP_MQ_PUBLISHERS"},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -338,6 +341,8 @@ static void test_env_overrides_flag(void **state)
             {"KUP_BAN_EXEMPT", "::1"},
             {"KUP_TLS_ADDR", ":4"},     {"KUP_WSS_ADDR", ":5"},
             {"KUP_TLS_CERT", "/dev/null"}, {"KUP_TLS_KEY", "/dev/null"},
+            /* issue 12 */
+            {"KUP_MQ_BATCH", "64"},     {"KUP_MQ_PUBLISHERS", "3"},
         };
         assert_int_equal(COUNT_OF(sample), COUNT_OF(spec_flags));
         assert_string_equal(sample[i].env, spec_flags[i].env);
@@ -923,6 +928,55 @@ static void test_durations(void **state)
 
 /* ---- host:port --------------------------------------------------------------------------- */
 
+/* issue 12: -mq_batch 1..4096 (default 1: v1 messages), -mq_publishers 1..16 (default 2). */
+static void test_mq_batch_flags(void **state)
+{
+    (void)state;
+    run r;
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 1);
+    assert_int_equal(r.cfg.mq_publishers, 2);
+    run_free(&r);
+
+    parse(&r, "-mq_batch", "4096", "-mq_publishers", "16", NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 4096);
+    assert_int_equal(r.cfg.mq_publishers, 16);
+    run_free(&r);
+
+    setenv("KUP_MQ_BATCH", "256", 1);
+    setenv("KUP_MQ_PUBLISHERS", "1", 1);
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.mq_batch, 256);
+    assert_int_equal(r.cfg.mq_publishers, 1);
+    run_free(&r);
+    unsetenv("KUP_MQ_BATCH");
+    unsetenv("KUP_MQ_PUBLISHERS");
+
+    static const struct {
+        const char *args[2];
+        const char *needle;
+    } bad[] = {
+        {{"-mq_batch", "0"}, "for flag -mq_batch"},
+        {{"-mq_batch", "4097"}, "for flag -mq_batch"},
+        {{"-mq_batch", "x"}, "for flag -mq_batch: parse error"},
+        {{"-mq_publishers", "0"}, "for flag -mq_publishers"},
+        {{"-mq_publishers", "17"}, "for flag -mq_publishers"},
+    };
+    for (size_t i = 0; i < COUNT_OF(bad); i++) {
+        parse(&r, bad[i].args[0], bad[i].args[1], NULL);
+        expect_error(&r, bad[i].needle);
+        run_free(&r);
+    }
+    setenv("KUP_MQ_BATCH", "5000", 1);
+    parse(&r, NULL);
+    expect_error(&r, "for KUP_MQ_BATCH");
+    run_free(&r);
+    unsetenv("KUP_MQ_BATCH");
+}
+
 static void test_split_host_port(void **state)
 {
     (void)state;
@@ -1107,6 +1161,7 @@ int main(void)
         T(test_difficulty_flags),
         T(test_front_door_flags),
         T(test_tls_files),
+        T(test_mq_batch_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 
 #include "backends.h"
 #include "kupool/error.h"
+#include "event_batch.h"
 #include "testsupport.h"
 
 /* 2025-11-24T20:31:00Z */
@@ -104,7 +105,8 @@ static int publish_range(kp_mq *mq, const char *prefix, int first, int n)
     assert_non_null(events);
     for (int i = 0; i < n; i++)
         events[i] = make_event(prefix, first + i);
-    int rc = kp_mq_publish(mq, events, (size_t)n);
+    kp_mq_batch b = kp_mq_v1_batch(events, (size_t)n);
+    int rc = kp_mq_publish(mq, &b, 1);
     free(events);
     return rc;
 }
@@ -618,7 +620,8 @@ static void test_broker_down_at_open(void **state)
     kp_event ev = make_event("down", 1);
     uint64_t t0 = kp_test_now_ms();
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(kp_mq_publish(mq, &ev, 1), KP_EIO);
+        kp_mq_batch one = kp_mq_v1_batch(&ev, 1);
+        assert_int_equal(kp_mq_publish(mq, &one, 1), KP_EIO);
         size_t n = 1;
         assert_int_equal(kp_mq_consume(mq, &ev, 1, &n, 100), KP_EIO);
         assert_int_equal(n, 0);
@@ -991,7 +994,8 @@ static void test_large_publish(void **state)
     for (int i = 0; i < N; i++)
         events[i] = make_event("big", i);
     uint64_t t0 = kp_test_now_ms();
-    assert_int_equal(kp_mq_publish(pub, events, N), 0);
+    kp_mq_batch all = kp_mq_v1_batch(events, N);
+    assert_int_equal(kp_mq_publish(pub, &all, 1), 0);
     uint64_t pub_ms = kp_test_now_ms() - t0;
     t0 = kp_test_now_ms();
     consume_expect(con, "big", 0, N, 1024, true);
@@ -1002,6 +1006,169 @@ static void test_large_publish(void **state)
     free(events);
     kp_mq_free(con);
     kp_mq_free(pub);
+    admin_expect_count(&a, q, 0);
+    admin_delete(&a, q);
+    admin_close(&a);
+}
+
+/* ---- batches (issue 12, SPEC §3 v1.1) --------------------------------------------------- */
+
+static kp_mq *open_mq_batched(const char *queue, unsigned publishers)
+{
+    kp_config cfg;
+    kp_config_defaults(&cfg);
+    snprintf(cfg.mq, sizeof(cfg.mq), "rabbit");
+    snprintf(cfg.mq_url, sizeof(cfg.mq_url), "%s", env_or_fail("KUP_TEST_MQ_URL"));
+    snprintf(cfg.mq_queue, sizeof(cfg.mq_queue), "%s", queue);
+    cfg.mq_batch = 64;
+    cfg.mq_publishers = publishers;
+    kp_mq *mq = NULL;
+    assert_int_equal(kp_mq_open(&cfg, &mq), 0);
+    return mq;
+}
+
+/* Publishes events first .. first+n-1 of `prefix` cut into batches of `per`. */
+static int publish_batches(kp_mq *mq, const char *prefix, int first, int n, size_t per)
+{
+    kp_event *events = malloc((size_t)n * sizeof(*events));
+    kp_mq_batch *b = calloc((size_t)n, sizeof(*b));
+    assert_true(events && b);
+    for (int i = 0; i < n; i++)
+        events[i] = make_event(prefix, first + i);
+    size_t nb = kp_batch_seal(events, (size_t)n, per, b, (size_t)n);
+    assert_true(nb > 0);
+    int rc = kp_mq_publish(mq, b, nb);
+    free(b);
+    free(events);
+    return rc;
+}
+
+static void admin_publish_typed(admin *a, const char *queue, const char *type, const char *body)
+{
+    amqp_basic_properties_t props = {
+        ._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG,
+        .delivery_mode = AMQP_DELIVERY_PERSISTENT,
+        .content_type = amqp_cstring_bytes(type),
+    };
+    assert_int_equal(amqp_basic_publish(a->conn, a->ch, amqp_empty_bytes,
+                                        amqp_cstring_bytes(queue), 0, 0, &props,
+                                        amqp_cstring_bytes(body)),
+                     AMQP_STATUS_OK);
+}
+
+/* One message per batch, as docs/queue.md says: NDJSON body of the batch's events in order,
+ * content_type application/x-ndjson, message_id = the batch id, header kupool-events. */
+static void test_batch_message_format(void **state)
+{
+    (void)state;
+    char q[128];
+    queue_name(q, sizeof(q), "batchfmt");
+    admin a = admin_open();
+    admin_delete(&a, q);
+    kp_mq *mq = open_mq_batched(q, 1);
+    assert_int_equal(publish_batches(mq, "bf", 0, 5, 3), 0); /* bf-0+3, bf-3+2 */
+    admin_expect_count(&a, q, 2);
+    for (int m = 0; m < 2; m++) {
+        amqp_basic_get(a.conn, a.ch, amqp_cstring_bytes(q), 0);
+        amqp_rpc_reply_t r = amqp_get_rpc_reply(a.conn);
+        assert_int_equal(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
+        uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+        amqp_message_t msg;
+        assert_int_equal(amqp_read_message(a.conn, a.ch, &msg, 0).reply_type,
+                         AMQP_RESPONSE_NORMAL);
+        int first = m * 3, n = m == 0 ? 3 : 2;
+        char body[4 * KP_EVENT_JSON_MAX];
+        size_t len = 0;
+        for (int i = 0; i < n; i++) {
+            kp_event ev = make_event("bf", first + i);
+            len += (size_t)kp_event_to_json(&ev, body + len, sizeof(body) - len - 1);
+            body[len++] = '\n';
+        }
+        assert_int_equal(msg.body.len, len);
+        assert_memory_equal(msg.body.bytes, body, len);
+        amqp_basic_properties_t *p = &msg.properties;
+        assert_int_equal(p->delivery_mode, AMQP_DELIVERY_PERSISTENT);
+        assert_int_equal(p->content_type.len, strlen(KP_MQ_NDJSON));
+        assert_memory_equal(p->content_type.bytes, KP_MQ_NDJSON, p->content_type.len);
+        char id[64];
+        snprintf(id, sizeof(id), "bf-%d+%d", first, n);
+        assert_int_equal(p->message_id.len, strlen(id));
+        assert_memory_equal(p->message_id.bytes, id, p->message_id.len);
+        assert_true(p->_flags & AMQP_BASIC_HEADERS_FLAG);
+        assert_int_equal(p->headers.num_entries, 1);
+        assert_int_equal(p->headers.entries[0].key.len, strlen("kupool-events"));
+        assert_memory_equal(p->headers.entries[0].key.bytes, "kupool-events", 13);
+        assert_int_equal(p->headers.entries[0].value.value.i32, n);
+        amqp_destroy_message(&msg);
+        assert_int_equal(amqp_basic_ack(a.conn, a.ch, tag, 0), AMQP_STATUS_OK);
+    }
+    kp_mq_free(mq);
+    admin_delete(&a, q);
+    admin_close(&a);
+}
+
+/* The consumer side of batches: v1 messages and batches from the same queue, in one consume
+ * (a mixed queue, counted exactly); a batch never split across calls even when the caller's
+ * buffer ends inside it (it waits in the stash and is not acknowledged with the first call);
+ * a batch with a bad line gives its good events; a batch with no event is rejected. Batches
+ * over 4 publishing connections all arrive. */
+static void test_batches_consumed(void **state)
+{
+    (void)state;
+    char q[128];
+    queue_name(q, sizeof(q), "batchcon");
+    admin a = admin_open();
+    admin_delete(&a, q);
+    kp_mq *v1 = open_mq(env_or_fail("KUP_TEST_MQ_URL"), q);
+    kp_mq *mq = open_mq_batched(q, 4);
+    assert_int_equal(publish_range(v1, "mx", 0, 2), 0);
+    assert_int_equal(publish_batches(mq, "mx", 2, 10, 5), 0); /* two batches of 5 */
+    admin_expect_count(&a, q, 4);
+
+    kp_event out[KP_MQ_BATCH_MAX];
+    size_t n = 0;
+    /* cap 4: the two v1 events, then the first batch does not fit and waits. */
+    assert_int_equal(kp_mq_consume(mq, out, 4, &n, 2000), 0);
+    assert_int_equal(n, 2);
+    expect_event(&out[0], "mx", 0);
+    expect_event(&out[1], "mx", 1);
+    assert_int_equal(kp_mq_ack(mq), 0);
+    kp_mq_free(mq); /* the stashed batch was not acknowledged: the broker has it again */
+    mq = open_mq_batched(q, 4);
+    admin_expect_count(&a, q, 2);
+    int seen = 0;
+    uint64_t deadline = kp_test_now_ms() + 5000;
+    while (seen < 10 && kp_test_now_ms() < deadline) {
+        assert_int_equal(kp_mq_consume(mq, out, 5, &n, 500), 0); /* one batch per call */
+        assert_true(n == 0 || n == 5);
+        for (size_t i = 0; i < n; i++)
+            expect_event(&out[i], "mx", 2 + seen++);
+        assert_int_equal(kp_mq_ack(mq), 0);
+    }
+    assert_int_equal(seen, 10);
+
+    /* A bad line inside a batch costs only itself; a batch of nothing but bad lines is
+     * rejected, so nothing of it comes back. */
+    kp_event good = make_event("mx", 20);
+    char json[KP_EVENT_JSON_MAX], body[3 * KP_EVENT_JSON_MAX];
+    assert_true(kp_event_to_json(&good, json, sizeof(json)) > 0);
+    snprintf(body, sizeof(body), "{\"event_id\":\n%s\n", json);
+    admin_publish_typed(&a, q, KP_MQ_NDJSON, body);
+    admin_publish_typed(&a, q, KP_MQ_NDJSON, "garbage\nmore garbage\n");
+    n = 0;
+    size_t total = 0;
+    deadline = kp_test_now_ms() + 5000;
+    while (total == 0 && kp_test_now_ms() < deadline) {
+        assert_int_equal(kp_mq_consume(mq, out, KP_MQ_BATCH_MAX, &n, 500), 0);
+        if (n)
+            expect_event(&out[0], "mx", 20);
+        total += n;
+    }
+    assert_int_equal(total, 1);
+    assert_int_equal(kp_mq_ack(mq), 0);
+    expect_nothing(mq, 300);
+    kp_mq_free(mq);
+    kp_mq_free(v1);
     admin_expect_count(&a, q, 0);
     admin_delete(&a, q);
     admin_close(&a);
@@ -1025,6 +1192,8 @@ int main(void)
         cmocka_unit_test(test_silent_broker_is_bounded),
         cmocka_unit_test(test_large_publish),
         cmocka_unit_test(test_broker_restart),
+        cmocka_unit_test(test_batch_message_format),
+        cmocka_unit_test(test_batches_consumed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

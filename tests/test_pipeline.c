@@ -12,6 +12,7 @@
 
 #include "backends.h"
 #include "consumer.h"
+#include "event_batch.h"
 #include "kupool/error.h"
 #include "pipeline.h"
 #include "testsupport.h"
@@ -118,20 +119,57 @@ typedef struct fake_mq {
     uint64_t next_expected_seq;
     uint64_t stored;
     int out_of_order;
+    /* Batches (issue 12): with batch_of > 1 every batch must carry kp_batch_id of its events
+     * and at most batch_of of them; the call after a failed one must carry the same batches. */
+    size_t batch_of;
+    int bad_batches;
+    int retry_changed;
+    bool last_failed;
+    char failed_ids[65536]; /* the failed call's ids, comma separated */
+    uint64_t batches_stored;
 } fake_mq;
 
-static int fake_publish(kp_mq *mq, const kp_event *events, size_t n)
+static void call_ids(const kp_mq_batch *batches, size_t nb, char *out, size_t cap)
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (size_t b = 0; b < nb && at < cap; b++)
+        at += (size_t)snprintf(out + at, cap - at, "%s/%zu,", batches[b].id, batches[b].n);
+}
+
+static int fake_publish(kp_mq *mq, const kp_mq_batch *batches, size_t nb)
 {
     fake_mq *f = (fake_mq *)mq;
-    if (f->calls++ < f->fail_first || f->down)
+    static char ids[65536];
+    call_ids(batches, nb, ids, sizeof(ids));
+    /* The retry carries the failed call's batches first (a spool read may add newer ones). */
+    if (f->last_failed && strncmp(ids, f->failed_ids, strlen(f->failed_ids)) != 0)
+        f->retry_changed++;
+    if (f->calls++ < f->fail_first || f->down) {
+        f->last_failed = true;
+        memcpy(f->failed_ids, ids, sizeof(ids));
         return KP_EIO;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t seq = strtoull(events[i].event_id + 5, NULL, 10);
-        if (seq != f->next_expected_seq)
-            f->out_of_order++;
-        f->next_expected_seq = seq + 1;
     }
-    f->stored += n;
+    f->last_failed = false;
+    for (size_t b = 0; b < nb; b++) {
+        const kp_mq_batch *bt = &batches[b];
+        if (f->batch_of > 1) {
+            char want[KP_BATCH_ID_MAX + 1];
+            if (bt->n > f->batch_of || kp_batch_id(bt->events, bt->n, want, sizeof(want)) < 0 ||
+                strcmp(want, bt->id) != 0)
+                f->bad_batches++;
+        } else if (bt->id[0]) {
+            f->bad_batches++; /* -mq_batch 1: v1 messages only */
+        }
+        for (size_t i = 0; i < bt->n; i++) {
+            uint64_t seq = strtoull(bt->events[i].event_id + 5, NULL, 10);
+            if (seq != f->next_expected_seq)
+                f->out_of_order++;
+            f->next_expected_seq = seq + 1;
+        }
+        f->stored += bt->n;
+        f->batches_stored++;
+    }
     return 0;
 }
 
@@ -408,6 +446,66 @@ static void test_spool_survives_torn_line_and_stale_offset(void **state)
     rmdir(dir);
 }
 
+/* SPEC §3 v1.1: batches are cut once. A publish that failed is retried with the same batches
+ * (same ids, same events) although more events arrived meanwhile, and batches that moved to the
+ * spool while the mq was down come back from it with the ids they had. */
+static void test_batches_are_immutable(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kp-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    for (int spool = 0; spool < 2; spool++) {
+        fake_mq f;
+        open_fake(&f);
+        f.batch_of = 3;
+        f.fail_first = spool ? 0 : 2;
+        f.down = spool;
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        kp_pipeline_options opts = {.spool_dir = spool ? dir : NULL, .memory_bound = 8,
+                                    .mq_batch = 3};
+        kp_pipeline *pl = NULL;
+        assert_int_equal(kp_pipeline_open(&loop, &f.parent, &opts, &pl), 0);
+        uint64_t n = 0;
+        for (; n < 10; n++) {
+            kp_event ev = make_event(n, "alice", 0);
+            assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+        }
+        run_for_ms(&loop, 60); /* the first publish of the 10 fails */
+        assert_true(f.calls >= 1);
+        for (; n < 5000; n++) {
+            kp_event ev = make_event(n, "alice", 0);
+            assert_int_equal(kp_pipeline_push(pl, &ev), 0);
+        }
+        run_for_ms(&loop, 300);
+        if (spool)
+            assert_true(kp_pipeline_get_stats(pl).spooled > 0);
+        f.down = false; /* a drain while the mq fails would spool the rest: wait for it */
+        uint64_t deadline = kp_test_now_ms() + 15000;
+        while (kp_pipeline_get_stats(pl).waiting > 0 && kp_test_now_ms() < deadline)
+            run_for_ms(&loop, 50);
+        drain_result dr = {0};
+        kp_pipeline_drain(pl, 20000, on_drained, &dr);
+        while (!dr.called)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(dr.status, 0);
+        assert_int_equal(f.stored, n);
+        assert_int_equal(f.out_of_order, 0);
+        assert_int_equal(f.bad_batches, 0);
+        assert_int_equal(f.retry_changed, 0);
+        assert_true(f.batches_stored >= n / 3);
+        kp_pipeline_close(pl);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_int_equal(uv_loop_close(&loop), 0);
+    }
+    char path[256];
+    snprintf(path, sizeof(path), "%s/spool.jsonl", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/spool.offset", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_drain_times_out_when_backend_stays_down),
         cmocka_unit_test(test_spool_past_memory_bound),
         cmocka_unit_test(test_overload_keeps_publishing),
+        cmocka_unit_test(test_batches_are_immutable),
         cmocka_unit_test(test_drain_spools_and_next_start_replays),
         cmocka_unit_test(test_spool_survives_torn_line_and_stale_offset),
     };

@@ -31,6 +31,8 @@ typedef struct kp_config {
     char mq[64];                       /* -mq: "memory" | "rabbit" */
     char mq_url[KP_CONFIG_STR_MAX];    /* -mq_url */
     char mq_queue[256];                /* -mq_queue */
+    uint32_t mq_batch;                 /* -mq_batch, events per message, default 1 (v1) */
+    uint32_t mq_publishers;            /* -mq_publishers, publishing connections, default 2 */
     char ws_addr[KP_CONFIG_STR_MAX];   /* -ws_addr, "" = off */
     char http_addr[KP_CONFIG_STR_MAX]; /* -http_addr, "" = off */
     char data_dir[KP_CONFIG_STR_MAX];  /* -data_dir, default "./kupool-data" */

@@ -98,7 +98,7 @@ static int open_parts(kp_app *app)
     rc = kp_stats_open(cfg, &app->stats);
     if (rc != 0)
         return open_backend_failed("cannot open stats backend", "store", cfg->store, rc);
-    kp_pipeline_options po = {.spool_dir = cfg->data_dir};
+    kp_pipeline_options po = {.spool_dir = cfg->data_dir, .mq_batch = cfg->mq_batch};
     if ((rc = kp_pipeline_open(app->loop, app->mq, &po, &app->pipeline)) != 0)
         return rc;
     if ((rc = kp_job_book_init(&app->jobs, cfg->interval_ms, cfg->expire_ms, cfg->job_secret)) != 0)

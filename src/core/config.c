@@ -65,6 +65,11 @@ static const kp_flag_spec flags[] = {
      .help = "RabbitMQ URL, used with -mq rabbit"},
     {.name = "mq_queue", .env = "KUP_MQ_QUEUE", STRING_FIELD(mq_queue),
      .def = "kupool_submissions", .help = "RabbitMQ queue name"},
+    /* issue 12 (SPEC §3 v1.1): events per queue message, and the broker connections publishing. */
+    {.name = "mq_batch", .env = "KUP_MQ_BATCH", UINT_FIELD(mq_batch), .def = "1", .min = 1,
+     .max = 4096, .help = "events per queue message, 1..4096 (1 = one message per event, as v1)"},
+    {.name = "mq_publishers", .env = "KUP_MQ_PUBLISHERS", UINT_FIELD(mq_publishers), .def = "2",
+     .min = 1, .max = 16, .help = "RabbitMQ connections a publish spreads its messages over, 1..16"},
     {.name = "ws_addr", .env = "KUP_WS_ADDR", STRING_FIELD(ws_addr), .def = "", .shown_def = "off",
      .check = check_optional_addr, .help = "WebSocket listen address"},
     {.name = "http_addr", .env = "KUP_HTTP_ADDR", STRING_FIELD(http_addr), .def = "",

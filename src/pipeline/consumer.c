@@ -12,7 +12,9 @@
 #include "log.h"
 
 #define MODULE "consumer"
-#define CONSUME_BATCH 1024
+/* Events per stats write: several deliveries' worth (a batch message carries up to
+ * KP_MQ_BATCH_MAX, and consume never splits one), so the store gets large transactions. */
+#define CONSUME_BATCH (4 * KP_MQ_BATCH_MAX)
 #define CONSUME_TIMEOUT_MS 100
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -30,6 +32,9 @@ struct kp_consumer {
     /* Fault injection for the exactly-once test: die by SIGKILL after this many committed
      * batches, before their ack (KUP_FAULT_DIE_AFTER_COMMIT; 0 = never). */
     unsigned long die_after_commit;
+    /* And a smaller stats write, so that test can kill a consumer with events still queued
+     * whatever the prefetch (KUP_FAULT_CONSUME_CAP; 0 = CONSUME_BATCH). */
+    size_t cap;
 };
 
 static void sleep_ms(uint64_t ms)
@@ -84,7 +89,7 @@ static void run(void *arg)
         if (past_deadline(c))
             break;
         size_t n = 0;
-        int rc = kp_mq_consume(c->mq, c->batch, CONSUME_BATCH, &n, CONSUME_TIMEOUT_MS);
+        int rc = kp_mq_consume(c->mq, c->batch, c->cap, &n, CONSUME_TIMEOUT_MS);
         if (rc == KP_ECLOSED)
             break;
         if (rc != 0) {
@@ -133,6 +138,10 @@ int kp_consumer_start(kp_mq *mq, kp_stats *stats, kp_consumer **out)
     c->stats = stats;
     const char *fault = getenv("KUP_FAULT_DIE_AFTER_COMMIT");
     c->die_after_commit = fault ? strtoul(fault, NULL, 10) : 0;
+    const char *cap = getenv("KUP_FAULT_CONSUME_CAP");
+    c->cap = cap ? strtoul(cap, NULL, 10) : 0;
+    if (c->cap == 0 || c->cap > CONSUME_BATCH)
+        c->cap = CONSUME_BATCH;
     atomic_init(&c->stopping, false);
     atomic_init(&c->drain_deadline_ms, 0);
     atomic_init(&c->counted, 0);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_batch.h"
 #include "kupool/error.h"
 #include "log.h"
 #include "pipeline_state.h"
@@ -21,6 +22,8 @@ struct kp_pipeline {
     kp_mq *mq;
     kp_spool *spool; /* NULL without a spool dir */
     size_t memory_bound;
+    size_t mq_batch; /* events per message; <= 1: v1, one message per event */
+    size_t job_max;  /* events per worker job: KP_PIPELINE_BATCH_MAX, or JOB_MAX when batching */
     kp_pipeline_phase phase;
 
     /* pending[head..tail) wait in memory, oldest first. Owned by the loop thread. Events leave
@@ -34,9 +37,21 @@ struct kp_pipeline {
     uv_work_t work;
     kp_pipeline_action_kind job;      /* the job in flight; KP_PIPELINE_WAIT when none */
     kp_pipeline_action_kind last_job; /* the last job started, for appends' and publishes' turns */
-    kp_event *batch;                  /* KP_PIPELINE_SPOOL_CHUNK events */
+    kp_event *batch;                  /* KP_PIPELINE_JOB_MAX events */
     size_t batch_len;
     size_t batch_skipped; /* spool lines that did not parse (KP_PIPELINE_PUBLISH_SPOOL) */
+    size_t batch_bad_markers; /* spool batch markers that did not parse (same) */
+
+    /* SPEC §3 v1.1: a batch keeps its id and events once cut. The oldest `sealed_events` events
+     * in memory were cut into sealed[0..nsealed) by the memory job that first took them (a
+     * publish or an append); a job that fails leaves them cut, so its retry, or the append that
+     * moves them to the spool instead, carries the same batches. Only a success clears them.
+     * The loop writes sealed[] between jobs; while a job runs its `events` point into `batch`. */
+    kp_mq_batch *sealed; /* KP_PIPELINE_JOB_MAX entries */
+    size_t nsealed;
+    size_t sealed_events;
+    kp_mq_batch *spool_batches; /* KP_PIPELINE_JOB_MAX entries: a spool job's batches */
+    size_t nspool_batches;
     int batch_status;
     uint64_t backoff_ms;      /* 0 while publishing works; else the last retry delay */
     uint64_t spool_retry_at;  /* loop time before which a failed spool is not tried again */
@@ -63,6 +78,8 @@ static void free_if_done(kp_pipeline *pl)
         kp_spool_close(pl->spool);
         free(pl->pending);
         free(pl->batch);
+        free(pl->sealed);
+        free(pl->spool_batches);
         free(pl);
     }
 }
@@ -99,18 +116,26 @@ static void run_job(uv_work_t *req)
     kp_pipeline *pl = req->data;
     switch (pl->job) {
     case KP_PIPELINE_PUBLISH_MEMORY:
-        pl->batch_status = kp_mq_publish(pl->mq, pl->batch, pl->batch_len);
+        pl->batch_status = kp_mq_publish(pl->mq, pl->sealed, pl->nsealed);
         break;
-    case KP_PIPELINE_PUBLISH_SPOOL:
-        pl->batch_status = kp_spool_read(pl->spool, pl->batch, KP_PIPELINE_BATCH_MAX,
-                                         &pl->batch_len, &pl->batch_skipped);
-        if (pl->batch_status == 0 && pl->batch_len)
-            pl->batch_status = kp_mq_publish(pl->mq, pl->batch, pl->batch_len);
+    case KP_PIPELINE_PUBLISH_SPOOL: {
+        kp_spool_chunk chunk = {.events = pl->batch,
+                                .cap = pl->job_max,
+                                .batches = pl->spool_batches,
+                                .per = pl->mq_batch};
+        pl->batch_status = kp_spool_read(pl->spool, &chunk);
+        pl->batch_len = chunk.n;
+        pl->batch_skipped = chunk.skipped;
+        pl->batch_bad_markers = chunk.bad_markers;
+        pl->nspool_batches = chunk.nbatches;
+        if (pl->batch_status == 0 && chunk.n)
+            pl->batch_status = kp_mq_publish(pl->mq, pl->spool_batches, chunk.nbatches);
         if (pl->batch_status == 0)
             pl->batch_status = kp_spool_commit(pl->spool);
         break;
+    }
     case KP_PIPELINE_SPOOL_APPEND:
-        pl->batch_status = kp_spool_append(pl->spool, pl->batch, pl->batch_len);
+        pl->batch_status = kp_spool_append(pl->spool, pl->sealed, pl->nsealed);
         break;
     case KP_PIPELINE_WAIT:
     case KP_PIPELINE_FINISH_DRAIN:
@@ -149,6 +174,7 @@ static void publish_succeeded(kp_pipeline *pl, size_t n)
 
 static void consume_memory(kp_pipeline *pl, size_t n)
 {
+    pl->nsealed = pl->sealed_events = 0; /* the batches are stored: the next job cuts anew */
     pl->head += n;
     if (pl->head == pl->tail)
         pl->head = pl->tail = 0;
@@ -174,14 +200,16 @@ static void after_job(uv_work_t *req, int status)
         }
         break;
     case KP_PIPELINE_PUBLISH_SPOOL:
-        if (pl->batch_skipped) {
-            pl->stats.spool_errors += pl->batch_skipped;
-            KP_ERROR(MODULE, "unreadable spool lines skipped", KP_UINT("count", pl->batch_skipped));
+        if (pl->batch_skipped || pl->batch_bad_markers) {
+            pl->stats.spool_errors += pl->batch_skipped + pl->batch_bad_markers;
+            KP_ERROR(MODULE, "unreadable spool lines skipped", KP_UINT("count", pl->batch_skipped),
+                     KP_UINT("batch_markers", pl->batch_bad_markers));
         }
         if (rc == 0) {
-            size_t done = pl->batch_len + pl->batch_skipped;
+            size_t done = pl->batch_len + pl->batch_skipped; /* markers are not events */
+            bool progress = done || pl->batch_bad_markers;
             /* A spool that ends early (torn last line) counts as drained. */
-            pl->spooled = done && done < pl->spooled ? pl->spooled - done : 0;
+            pl->spooled = progress && done < pl->spooled ? pl->spooled - done : 0;
             publish_succeeded(pl, pl->batch_len);
             if (pl->spooled == 0)
                 KP_INFO(MODULE, "spool drained", KP_STR("mq", pl->mq->name));
@@ -215,13 +243,33 @@ static void after_job(uv_work_t *req, int status)
     maybe_dispatch(pl);
 }
 
+/* Gives the oldest memory events to the worker as batches: the ones cut by an earlier job that
+ * failed, or else the oldest `n` cut now. */
+static size_t hand_over_memory(kp_pipeline *pl, size_t n)
+{
+    if (pl->nsealed == 0) {
+        pl->nsealed = kp_batch_seal(pl->pending + pl->head, n, pl->mq_batch, pl->sealed,
+                                    KP_PIPELINE_JOB_MAX);
+        pl->sealed_events = n;
+    }
+    n = pl->sealed_events;
+    memcpy(pl->batch, pl->pending + pl->head, n * sizeof(kp_event));
+    size_t at = 0;
+    for (size_t i = 0; i < pl->nsealed; i++) {
+        pl->sealed[i].events = pl->batch + at; /* the worker's copy, not pending[] */
+        at += pl->sealed[i].n;
+    }
+    return n;
+}
+
 static void start_job(kp_pipeline *pl, kp_pipeline_action_kind job, size_t n)
 {
     pl->last_job = job;
-    pl->batch_len = n;
     pl->batch_skipped = 0;
+    pl->batch_bad_markers = 0;
     if (job != KP_PIPELINE_PUBLISH_SPOOL)
-        memcpy(pl->batch, pl->pending + pl->head, n * sizeof(kp_event));
+        n = hand_over_memory(pl, n);
+    pl->batch_len = n;
     pl->job = job; /* before queueing: the worker reads it */
     pl->work.data = pl;
     if (uv_queue_work(pl->loop, &pl->work, run_job, after_job) != 0) {
@@ -242,6 +290,7 @@ static void maybe_dispatch(kp_pipeline *pl)
         .in_memory = pending_len(pl),
         .spooled = pl->spooled,
         .memory_bound = pl->memory_bound,
+        .job_max = pl->job_max,
     };
     kp_pipeline_action next = kp_pipeline_next(pl->phase, &in);
     switch (next.kind) {
@@ -269,8 +318,13 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     kp_pipeline *pl = calloc(1, sizeof(*pl));
     if (!pl)
         return KP_ENOMEM;
-    pl->batch = malloc(KP_PIPELINE_SPOOL_CHUNK * sizeof(kp_event));
-    if (!pl->batch) {
+    pl->batch = malloc(KP_PIPELINE_JOB_MAX * sizeof(kp_event));
+    pl->sealed = calloc(KP_PIPELINE_JOB_MAX, sizeof(kp_mq_batch));
+    pl->spool_batches = calloc(KP_PIPELINE_JOB_MAX, sizeof(kp_mq_batch));
+    if (!pl->batch || !pl->sealed || !pl->spool_batches) {
+        free(pl->batch);
+        free(pl->sealed);
+        free(pl->spool_batches);
         free(pl);
         return KP_ENOMEM;
     }
@@ -279,12 +333,18 @@ int kp_pipeline_open(uv_loop_t *loop, kp_mq *mq, const kp_pipeline_options *opts
     pl->phase = KP_PIPELINE_SERVING;
     pl->job = pl->last_job = KP_PIPELINE_WAIT;
     pl->memory_bound = opts && opts->memory_bound ? opts->memory_bound : KP_PIPELINE_MEMORY_BOUND;
+    pl->mq_batch = opts && opts->mq_batch > 1 ? opts->mq_batch : 1;
+    if (pl->mq_batch > KP_MQ_BATCH_MAX)
+        pl->mq_batch = KP_MQ_BATCH_MAX;
+    pl->job_max = pl->mq_batch > 1 ? KP_PIPELINE_JOB_MAX : KP_PIPELINE_BATCH_MAX;
     if (opts && opts->spool_dir && opts->spool_dir[0]) {
         int rc = kp_spool_open(opts->spool_dir, &pl->spool, &pl->spooled);
         if (rc != 0) {
             KP_ERROR(MODULE, "cannot read the spool", KP_QSTR("dir", opts->spool_dir),
                      KP_QSTR("error", kp_strerror(rc)));
             free(pl->batch);
+            free(pl->sealed);
+            free(pl->spool_batches);
             free(pl);
             return rc;
         }
@@ -331,7 +391,7 @@ int kp_pipeline_push(kp_pipeline *pl, const kp_event *ev)
         return KP_ENOMEM;
     pl->pending[pl->tail++] = *ev;
     pl->stats.accepted++;
-    if (pending_len(pl) >= KP_PIPELINE_BATCH_MAX)
+    if (pending_len(pl) >= pl->job_max)
         maybe_dispatch(pl);
     else if (!uv_is_active((uv_handle_t *)&pl->flush_timer))
         uv_timer_start(&pl->flush_timer, on_flush, FLUSH_MS, 0);

@@ -1,6 +1,7 @@
 /* The event pipeline, loop side (SPEC §3, issue 4): accepted events wait in order; a timer or a
- * size threshold hands the oldest batch to a libuv worker thread, which publishes it through the
- * mq vtable. One worker job runs at a time, so events reach the queue in acceptance order.
+ * size threshold hands the oldest events to a libuv worker thread, which publishes them through
+ * the mq vtable, cut into messages of -mq_batch events (SPEC §3 v1.1; a cut batch keeps its id
+ * and events through retries, the spool and a restart). One worker job runs at a time, so events reach the queue in acceptance order.
  *
  * The queue is the spool file (oldest events, on disk) followed by a memory array (newest).
  * While the mq is down or slow, events wait in memory up to `memory_bound`; past it the oldest
@@ -23,6 +24,7 @@ typedef struct kp_pipeline kp_pipeline;
 typedef struct kp_pipeline_options {
     const char *spool_dir; /* -data_dir; NULL = no spool: events wait in memory only */
     size_t memory_bound;   /* events kept in memory before spooling; 0 = the default */
+    size_t mq_batch;       /* -mq_batch: events per message, 0 or 1 = v1 (one per event) */
 } kp_pipeline_options;
 
 /* Events kept in memory by default (~400 bytes each, so about 25 MiB). */

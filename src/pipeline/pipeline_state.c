@@ -52,6 +52,9 @@ kp_pipeline_action kp_pipeline_next(kp_pipeline_phase phase, const kp_pipeline_i
     if (in->job_running || !(phase == KP_PIPELINE_SERVING || is_draining(phase)))
         return wait;
     bool to_spool = phase == KP_PIPELINE_DRAIN_TO_SPOOL;
+    size_t job_max = in->job_max ? in->job_max : KP_PIPELINE_BATCH_MAX;
+    if (job_max > KP_PIPELINE_JOB_MAX)
+        job_max = KP_PIPELINE_JOB_MAX;
     size_t n = in->in_memory;
     if (is_draining(phase) && n == 0 && (in->spooled == 0 || to_spool))
         return (kp_pipeline_action){.kind = KP_PIPELINE_FINISH_DRAIN};
@@ -65,14 +68,14 @@ kp_pipeline_action kp_pipeline_next(kp_pipeline_phase phase, const kp_pipeline_i
     if (want_append && !(can_publish && in->appended_last)) {
         size_t excess = to_spool ? n : n - in->memory_bound;
         return (kp_pipeline_action){.kind = KP_PIPELINE_SPOOL_APPEND,
-                                    .count = at_most(excess, KP_PIPELINE_SPOOL_CHUNK)};
+                                    .count = at_most(excess, job_max)};
     }
     if (!can_publish)
         return wait;
     if (in->spooled > 0)
         return (kp_pipeline_action){.kind = KP_PIPELINE_PUBLISH_SPOOL};
     return (kp_pipeline_action){.kind = KP_PIPELINE_PUBLISH_MEMORY,
-                                .count = at_most(n, KP_PIPELINE_BATCH_MAX)};
+                                .count = at_most(n, job_max)};
 }
 
 const char *kp_pipeline_phase_name(kp_pipeline_phase phase)

@@ -33,6 +33,14 @@
 _Static_assert(KP_PIPELINE_BATCH_MAX == KP_PIPELINE_SPOOL_CHUNK,
                "the worker's batch buffer holds one job of either kind");
 
+/* The job size with -mq_batch above 1 (issue 12): a job of 4096 events is then only a few
+ * messages, and one job per busy loop iteration bounded the publish rate below what the broker
+ * takes; 16384 events are 64 messages at -mq_batch 256, well within a publish's 5 s deadline.
+ * (At -mq_batch 1 a job stays 4096 messages: the deadline holds them on a slow broker.) Appends
+ * and spool reads use the same job size, and the worker's buffers are sized for it. */
+#define KP_PIPELINE_JOB_MAX 16384
+_Static_assert(KP_PIPELINE_BATCH_MAX <= KP_PIPELINE_JOB_MAX, "the default job fits the buffers");
+
 /* Where the pipeline is in its life. Only ever moves down this list (CLOSED from anywhere). */
 typedef enum kp_pipeline_phase {
     KP_PIPELINE_SERVING,        /* publishing events as they come */
@@ -80,6 +88,7 @@ typedef struct kp_pipeline_inputs {
     size_t in_memory;    /* events waiting in the memory array */
     uint64_t spooled;    /* events waiting in the spool file (all older than memory's) */
     size_t memory_bound; /* events memory holds before the oldest move to the spool */
+    size_t job_max;      /* events per job; 0 = KP_PIPELINE_BATCH_MAX (at most JOB_MAX) */
 } kp_pipeline_inputs;
 
 typedef enum kp_pipeline_action_kind {

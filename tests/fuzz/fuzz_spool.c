@@ -1,21 +1,29 @@
 /* libFuzzer harness: an arbitrary spool file, as a crash or a corrupt disk may leave it, opened
- * and replayed through the real spool code (src/spool.c).
+ * and replayed through the real spool code (src/pipeline/spool.c), batch markers included.
  *
- * Property beyond "no crash, no leak": every complete line of the input that is a well-formed
- * event (kp_event_from_json accepts it, which is exactly what kp_spool_read applies) is returned,
- * in order, and nothing else is; garbage, torn and over-long lines around the good ones never
- * lose them. The spool file lives in one temp dir made at start and removed at exit. */
+ * Properties beyond "no crash, no leak":
+ *   - without batch markers (a v1 spool): every complete line of the input that is a well-formed
+ *     event (kp_event_from_json accepts it, which is exactly what kp_spool_read applies) is
+ *     returned, in order, and nothing else is; garbage, torn and over-long lines around the good
+ *     ones never lose them;
+ *   - with markers: what comes back is a subsequence of those events, in order, each once; every
+ *     batch is 1..KP_MQ_BATCH_MAX events, covers the events in order, and its id is either the one
+ *     its marker recorded (then it has the marker's count) or kp_batch_id of its own events, so an
+ *     id never names other events; reads end.
+ * The spool file lives in one temp dir made at start and removed at exit. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdbool.h>
 
+#include "event_batch.h"
 #include "kupool/event.h"
 #include "log.h"
 #include "spool.h"
 
-enum { READ_BATCH = 64 };
+enum { READ_BATCH = KP_MQ_BATCH_MAX, PER = 3 };
 
 static char dir[64];
 static char file[96];
@@ -81,31 +89,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t want_n, lines;
     kp_event *want = expected_events(data, size, &want_n, &lines);
 
+    bool markers = memmem(data, size, "{\"kupool_batch\"", 15) != NULL;
     kp_spool *sp = NULL;
     uint64_t left = 0;
     if (kp_spool_open(dir, &sp, &left) != 0)
         abort();
-    if (left != lines) /* the events the previous run left: one per complete line */
+    if (!markers && left != lines) /* the events the previous run left: one per complete line */
+        abort();
+    if (left > lines)
         abort();
 
-    kp_event got[READ_BATCH];
-    size_t seen = 0, skipped_total = 0;
+    static kp_event got[READ_BATCH];
+    static kp_mq_batch batches[READ_BATCH];
+    size_t seen = 0, skipped_total = 0, want_at = 0;
     /* Each read makes progress (a line returned or skipped), so lines + 1 reads end it. */
-    for (size_t round = 0; round <= lines; round++) {
-        size_t n = 0, skipped = 0;
-        if (kp_spool_read(sp, got, READ_BATCH, &n, &skipped) != 0)
+    for (size_t round = 0; round <= lines + 1; round++) {
+        kp_spool_chunk c = {.events = got, .cap = READ_BATCH, .batches = batches, .per = PER};
+        if (kp_spool_read(sp, &c) != 0)
             abort();
-        if (n == 0 && skipped == 0)
+        if (c.n == 0 && c.skipped == 0 && c.bad_markers == 0)
             break;
-        for (size_t i = 0; i < n; i++, seen++) {
-            if (seen >= want_n || !same_event(&got[i], &want[seen]))
-                abort(); /* an event that is not in the input, or out of order */
+        size_t covered = 0;
+        for (size_t b = 0; b < c.nbatches; b++) {
+            const kp_mq_batch *bt = &c.batches[b];
+            char id[KP_BATCH_ID_MAX + 1];
+            if (bt->n == 0 || bt->n > KP_MQ_BATCH_MAX || bt->events != got + covered ||
+                bt->id[0] == '\0' || kp_batch_id(bt->events, bt->n, id, sizeof id) < 0)
+                abort();
+            /* A recorded id must be the marker's: only then may it differ from kp_batch_id. */
+            if (strcmp(id, bt->id) != 0 && !memmem(data, size, bt->id, strlen(bt->id)))
+                abort();
+            covered += bt->n;
         }
-        skipped_total += skipped;
+        if (covered != c.n)
+            abort();
+        for (size_t i = 0; i < c.n; i++, seen++) {
+            if (!markers) {
+                if (seen >= want_n || !same_event(&got[i], &want[seen]))
+                    abort(); /* an event that is not in the input, or out of order */
+                continue;
+            }
+            while (want_at < want_n && !same_event(&got[i], &want[want_at]))
+                want_at++;
+            if (want_at++ >= want_n)
+                abort(); /* not in the input, out of order, or returned twice */
+        }
+        skipped_total += c.skipped;
         if (kp_spool_commit(sp) != 0)
             abort();
     }
-    if (seen != want_n || seen + skipped_total != lines)
+    if (!markers && (seen != want_n || seen + skipped_total != lines))
         abort(); /* a good event was lost, or a line was neither returned nor skipped */
     kp_spool_close(sp);
     free(want);

@@ -1,6 +1,7 @@
 /* The memory mq: a bounded in-process FIFO between the publishing worker and the consumer
  * thread. Nothing survives the process; `ack` has nothing to do because a consumed event can
- * only be lost together with the whole process. */
+ * only be lost together with the whole process. Batches (SPEC §3 v1.1) are a message format:
+ * in process there is no message, so a publish queues their events and the ids go unused. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +44,12 @@ static int grow(mq_memory *q, size_t need)
     return 0;
 }
 
-static int mem_publish(kp_mq *mq, const kp_event *events, size_t n)
+static int mem_publish(kp_mq *mq, const kp_mq_batch *batches, size_t nbatches)
 {
     mq_memory *q = (mq_memory *)mq;
+    size_t n = 0;
+    for (size_t b = 0; b < nbatches; b++)
+        n += batches[b].n;
     if (n > KP_MQ_MEMORY_CAPACITY)
         return KP_EINVAL;
     struct timespec until = kp_clock_mono_deadline(PUBLISH_WAIT_MS);
@@ -61,9 +65,9 @@ static int mem_publish(kp_mq *mq, const kp_event *events, size_t n)
         pthread_mutex_unlock(&q->mu);
         return KP_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        q->ring[(q->head + q->count + i) % q->cap] = events[i];
-    q->count += n;
+    for (size_t b = 0; b < nbatches; b++)
+        for (size_t i = 0; i < batches[b].n; i++)
+            q->ring[(q->head + q->count++) % q->cap] = batches[b].events[i];
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->mu);
     return 0;
