@@ -61,6 +61,11 @@ extern char **environ;
 /* Usernames as the database stores them and as they go in the authorize JSON: a quote and
  * non-ASCII text travel through the event JSON, the broker and the array literals unchanged. */
 #define NUSERS 4
+/* Every scenario's servers run at this share difficulty (SPEC §8), so each accepted share adds 4
+ * to difficulty_sum and an exact sum proves no share was lost or doubled there either. T(4) is
+ * 2^254 - 1: a digest meets it when its first hex digit is 0..3. */
+#define E2E_DIFFICULTY 4
+#define E2E_DIFFICULTY_ARG "4"
 static const char *const USER_DB[NUSERS] = {"alice", "bob", "ユーザー", "d\"q"};
 static const char *const USER_WIRE[NUSERS] = {"alice", "bob", "ユーザー", "d\\\"q"};
 
@@ -102,6 +107,8 @@ typedef struct tally {
     bucket b[MAX_BUCKETS];
     size_t n;
     uint64_t total;
+    uint64_t difficulty_total; /* sum of the accepted events' difficulties */
+    bool mixed_difficulty;     /* events of another difficulty than E2E_DIFFICULTY are in */
 } tally;
 
 static bucket *tally_bucket(tally *t, int user, int64_t minute)
@@ -116,9 +123,12 @@ static bucket *tally_bucket(tally *t, int user, int64_t minute)
 
 static int64_t minute_of(int64_t ms) { return ms / MINUTE_MS * 60; }
 
-/* `n` events of `user` were accepted between wall-clock t0 and t1. */
-static void tally_add(tally *t, int user, uint64_t n, int64_t t0, int64_t t1)
+/* `n` events of `user`, each of `difficulty`, were accepted between wall-clock t0 and t1. */
+static void tally_add(tally *t, int user, uint64_t n, uint64_t difficulty, int64_t t0, int64_t t1)
 {
+    t->difficulty_total += n * difficulty;
+    if (difficulty != E2E_DIFFICULTY)
+        t->mixed_difficulty = true;
     int64_t m0 = minute_of(t0), m1 = minute_of(t1);
     if (m1 - m0 > 60)
         fail_msg("a round took over a minute (%" PRId64 " ms)", t1 - t0);
@@ -219,15 +229,23 @@ static void db_expect_tally(PGconn *c, const tally *t)
         fail_msg("cannot read the counts: %s", PQerrorMessage(c));
     assert_int_equal(total, (int64_t)t->total);
 
-    PGresult *r = db_try(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8, submission_count"
-                            " FROM submissions ORDER BY 1, 2");
+    PGresult *r = db_try(c, "SELECT username, EXTRACT(EPOCH FROM timestamp)::int8, submission_count,"
+                            " difficulty_sum FROM submissions ORDER BY 1, 2");
     if (!r)
         fail_msg("cannot read submissions: %s", PQerrorMessage(c));
     uint64_t per_user[NUSERS] = {0};
+    double difficulty_total = 0;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *name = PQgetvalue(r, i, 0);
         int64_t minute = strtoll(PQgetvalue(r, i, 1), NULL, 10);
         uint64_t count = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+        double difficulty_sum = strtod(PQgetvalue(r, i, 3), NULL);
+        difficulty_total += difficulty_sum;
+        /* SPEC §8: the sum of the difficulties, in the same transaction as the count. */
+        if (!t->mixed_difficulty && difficulty_sum != (double)count * E2E_DIFFICULTY)
+            fail_msg("user \"%s\" minute %" PRId64 ": difficulty_sum %.0f for %" PRIu64
+                     " shares of difficulty %d", name, minute, difficulty_sum, count,
+                     E2E_DIFFICULTY);
         int u = user_index(name);
         if (u < 0)
             fail_msg("row for a user nobody authorized as: \"%s\"", name);
@@ -239,6 +257,9 @@ static void db_expect_tally(PGconn *c, const tally *t)
         per_user[u] += count;
     }
     PQclear(r);
+    if (difficulty_total != (double)t->difficulty_total)
+        fail_msg("difficulty_sum over all rows is %.0f, the accepted shares' difficulties sum to %"
+                 PRIu64, difficulty_total, t->difficulty_total);
     for (size_t i = 0; i < t->n; i++) {
         const bucket *b = &t->b[i];
         if (b->exact == 0)
@@ -519,6 +540,7 @@ static kp_proc *server_start(fixture *fx, server_opts o)
         "-shutdown_timeout", o.shutdown_timeout ? o.shutdown_timeout : "10s",
         o.consume ? "-consume=true" : "-consume=false",
         "-mq_batch", o.mq_batch ? o.mq_batch : run_mq_batch(),
+        "-difficulty", E2E_DIFFICULTY_ARG,
         NULL,
     };
     const char *env[4] = {"KUP_LOG_LEVEL=info"};
@@ -625,13 +647,19 @@ static bool take_job(session *s, const char *line)
     return true;
 }
 
+/* A set_difficulty notification (SPEC §8); the difficulty never changes in these scenarios. */
+static bool is_set_difficulty(const char *line)
+{
+    return strncmp(line, "{\"id\":null,\"method\":\"set_difficulty\"", 36) == 0;
+}
+
 static void read_reply(session *s, char *buf, size_t cap)
 {
     for (;;) {
         int n = kp_recv_line(s->fd, buf, cap, REPLY_TIMEOUT_MS);
         if (n < 0)
             fail_msg("no response on fd %d (%s)", s->fd, n == -1 ? "timeout" : "EOF");
-        if (!take_job(s, buf))
+        if (!take_job(s, buf) && !is_set_difficulty(buf))
             return;
     }
 }
@@ -650,6 +678,10 @@ static void load_connect(load *L, kp_proc *server, tally *t)
                  USER_WIRE[s->user]);
         kp_expect_line(s->fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
         assert_string_equal(buf, "{\"id\":1,\"result\":true}");
+        kp_expect_line(s->fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
+        if (!is_set_difficulty(buf) ||
+            !strstr(buf, "\"params\":{\"difficulty\":" E2E_DIFFICULTY_ARG ","))
+            fail_msg("expected set_difficulty %d after authorize, got: %s", E2E_DIFFICULTY, buf);
         kp_expect_line(s->fd, buf, sizeof(buf), REPLY_TIMEOUT_MS);
         if (!take_job(s, buf))
             fail_msg("expected the job after authorize, got: %s", buf);
@@ -692,8 +724,10 @@ static void load_round(load *L, size_t n)
         assert_non_null(out);
         for (size_t k = 0; k < share[i]; k++) {
             char nonce[24], result[65];
-            snprintf(nonce, sizeof(nonce), "e2e%016" PRIx64, nonce_seq++);
-            kp_test_result(s->server_nonce, nonce, result);
+            do { /* a share: the digest meets T(E2E_DIFFICULTY) */
+                snprintf(nonce, sizeof(nonce), "e2e%016" PRIx64, nonce_seq++);
+                kp_test_result(s->server_nonce, nonce, result);
+            } while (result[0] > '3');
             int w = snprintf(out + len, cap - len,
                              "{\"id\":%" PRId64 ",\"method\":\"submit\",\"params\":{"
                              "\"job_id\":%" PRId64 ",\"client_nonce\":\"%s\",\"result\":\"%s\"}}\n",
@@ -717,7 +751,7 @@ static void load_round(load *L, size_t n)
     int64_t t1 = wall_ms();
     for (int i = 0; i < NSESS; i++)
         if (share[i])
-            tally_add(L->t, L->s[i].user, share[i], t0, t1);
+            tally_add(L->t, L->s[i].user, share[i], E2E_DIFFICULTY, t0, t1);
     drain_log(L->server);
 }
 
@@ -1052,7 +1086,7 @@ static void test_v1_spool_replayed(void **state)
                 i, USER_WIRE[i % NUSERS], (unsigned)i, ts);
     assert_int_equal(fclose(f), 0);
     for (int u = 0; u < NUSERS; u++)
-        tally_add(&t, u, V1_EVENTS / NUSERS + (u < V1_EVENTS % NUSERS), now, now);
+        tally_add(&t, u, V1_EVENTS / NUSERS + (u < V1_EVENTS % NUSERS), 1, now, now); /* v1: no difficulty */
 
     kp_proc *p = server_start(fx, (server_opts){.consume = true});
     assert_true(kp_proc_wait_log(p, "replaying events spooled by an earlier run spooled=2500",
