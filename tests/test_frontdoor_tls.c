@@ -509,7 +509,7 @@ static void test_tls_without_header_refused(void **state)
     assert_true(kp_proc_wait_log(&fx->proc, "connection refused: bad PROXY header proxy=127.0.0.1", REPLY_MS));
     /* TLS never saw those bytes: nothing counted as a failed handshake. */
     assert_true(metric(fx, "kupool_tls_handshakes_total{result=\"failed\"}") == 0);
-    /* A header from an untrusted address would be taken for TLS: a client there speaks TLS. */
+    /* An address not in -proxy_from is never read for a header: its ClientHello goes to TLS. */
     assert_true(peer_open(fx, &p, fx->tls_port, "127.0.0.2", NULL, NULL));
     mine_once(&p, "direct", "0b01");
     assert_true(kp_proc_wait_log(&fx->proc, "authorized username=\"direct\" addr=127.0.0.2:", REPLY_MS));
@@ -598,7 +598,8 @@ static void test_tls_junk_ban(void **state)
 
 int main(void)
 {
-    /* A refused connection is closed under the ClientHello: its write must fail, not kill. */
+    /* A refused connection is closed under the ClientHello: its write must fail, not kill the
+     * test (the server inherits this, and ignores SIGPIPE itself anyway). */
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tls_behind_proxy_header, setup, teardown),
