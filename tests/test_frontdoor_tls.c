@@ -12,7 +12,9 @@
  *   - a junk ban over TLS bans the carried address: the log and GET /bans name it, its open
  *     session is closed, its next connection refused, another client behind the proxy served.
  *
- * Certificates: tests/services/tls_certs.sh (fixture tls_certs), in $KUP_TEST_TLS_DIR. */
+ * Certificates: tests/services/tls_certs.sh (fixture tls_certs), in $KUP_TEST_TLS_DIR.
+ * Just over 600 lines: the small TLS client (lines and WebSocket frames over OpenSSL) is kept
+ * with the only tests that use it rather than in testsupport, which stays TLS-free. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
