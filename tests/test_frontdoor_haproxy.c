@@ -7,11 +7,15 @@
  *   - one node SIGTERMed mid-run: its clients reconnect through HAProxy to the other, and the
  *     run ends with every session connected and nothing lost: PostgreSQL counts exactly what
  *     the two nodes accepted, which covers what the client was told was accepted.
- * The scenario is one function over a listener kind, so the TLS variant (HAProxy passing TLS
- * through to -tls_addr, PROXY header first) is one more case once TLS exists.
+ * The scenario is one function over a listener kind, run twice: on the nodes' -addr, and on
+ * their -tls_addr with HAProxy passing TLS through untouched (TCP mode), so each node reads
+ * the PROXY v2 header in clear and then the client's TLS. There kupool-client connects with
+ * tls:// and -tls_ca (the test CA; the server certificate names 127.0.0.1, the address it
+ * dials) and the junk client is a real OpenSSL client: the junk is inside TLS.
  *
  * Environment from ctest: KUP_TEST_PG_DSN, KUP_TEST_MQ_URL, KUP_TEST_HAPROXY_SCRIPT,
- * KUP_TEST_HAPROXY_PORT. HAProxy is started by the test and must start, or the test fails. */
+ * KUP_TEST_HAPROXY_PORT, KUP_TEST_TLS_DIR. HAProxy is started by the test and must start, or
+ * the test fails. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,11 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "testsupport.h"
 
@@ -76,8 +83,6 @@ static int setup(void **state)
     snprintf(fx->hap_dir, sizeof(fx->hap_dir), "/tmp/kp_hap.XXXXXX");
     if (!mkdtemp(fx->hap_dir))
         return -1;
-    snprintf(fx->queue, sizeof(fx->queue), "kupool_hap_%d", (int)getpid());
-    snprintf(fx->user, sizeof(fx->user), "hap%d", (int)getpid());
     *state = fx;
     return 0;
 }
@@ -174,32 +179,87 @@ static unsigned long long pg_count(PGconn *c, const char *user)
     return n;
 }
 
-/* The listener HAProxy points at: `-addr` now; `-tls_addr` for the TLS variant. */
-typedef enum listener_kind { LISTENER_TCP } listener_kind;
+/* The listener HAProxy points at: `-addr`, or `-tls_addr` (TLS passed through). */
+typedef enum listener_kind { LISTENER_TCP, LISTENER_TLS } listener_kind;
 
-static void start_node(fixture *fx, int i, listener_kind kind)
+static const char *cert_path(const char *name)
 {
-    (void)kind;
+    static char paths[4][512];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, sizeof(paths[0]), "%s/%s", env_or_fail("KUP_TEST_TLS_DIR"), name);
+    return p;
+}
+
+/* The port of node i that HAProxy balances to. */
+static int start_node(fixture *fx, int i, listener_kind kind)
+{
     const char *args[] = {
         "-store", "pg", "-pg_dsn", env_or_fail("KUP_TEST_PG_DSN"),
         "-mq", "rabbit", "-mq_url", env_or_fail("KUP_TEST_MQ_URL"), "-mq_queue", fx->queue,
         "-job_secret", "frontdoor-e2e", "-interval", "1s", "-data_dir", fx->data[i],
         "-http_addr", "127.0.0.1:0", "-proxy_from", "127.0.0.1",
         "-max_conns_per_ip", "50", "-ban_time", "1m", "-max_errors", "4",
+        /* the TCP variant's list ends here */
+        kind == LISTENER_TLS ? "-tls_addr" : NULL, "127.0.0.1:0",
+        "-tls_cert", cert_path("chain.pem"), "-tls_key", cert_path("server.key"),
         NULL};
     static const char *const env[] = {"KUP_LOG_LEVEL=debug", NULL};
     kp_proc_start(&fx->node[i], args, env);
     fx->admin[i] = kp_proc_listen_port(&fx->node[i], "http.admin", 10000);
+    return kind == LISTENER_TLS ? kp_proc_listen_port(&fx->node[i], "tls.server", 10000)
+                                : fx->node[i].port;
+}
+
+/* Four malformed lines (-max_errors 4) from 127.0.0.9 through HAProxy, inside TLS for the TLS
+ * variant (a real handshake, verified against the test CA); returns once the node closed. */
+static void send_junk(int front_port, listener_kind kind)
+{
+    static const char junk[] = "x\nx\nx\nx\n";
+    int fd = kp_connect_from("127.0.0.9", front_port, 0);
+    if (kind == LISTENER_TCP) {
+        kp_send(fd, junk, sizeof(junk) - 1);
+        assert_int_equal(kp_wait_closed(fd, REPLY_MS), 1);
+        kp_close(fd);
+        return;
+    }
+    struct timeval tv = {.tv_sec = REPLY_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, cert_path("ca.pem"), NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, fd);
+    SSL_set1_host(ssl, "127.0.0.1");
+    if (SSL_connect(ssl) != 1)
+        fail_msg("TLS handshake through HAProxy failed");
+    size_t n = 0;
+    assert_int_equal(SSL_write_ex(ssl, junk, sizeof(junk) - 1, &n), 1);
+    /* The answers (Invalid JSON), then the end: EOF or a reset, not a timeout. */
+    char buf[4096];
+    while (SSL_read_ex(ssl, buf, sizeof(buf), &n) == 1)
+        ;
+    assert_int_not_equal(SSL_get_error(ssl, 0), SSL_ERROR_WANT_READ);
+    ERR_clear_error();
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    kp_close(fd);
 }
 
 static void behind_haproxy(fixture *fx, listener_kind kind)
 {
-    start_node(fx, 0, kind);
-    start_node(fx, 1, kind);
+    /* Each variant its own users and queue: PostgreSQL's count is per variant. */
+    const char *tag = kind == LISTENER_TLS ? "tls" : "tcp";
+    snprintf(fx->queue, sizeof(fx->queue), "kupool_hap_%d_%s", (int)getpid(), tag);
+    snprintf(fx->user, sizeof(fx->user), "hap%d%s", (int)getpid(), tag);
+    int port0 = start_node(fx, 0, kind);
+    int port1 = start_node(fx, 1, kind);
     char front[16], p0[16], p1[16];
     snprintf(front, sizeof(front), "%s", env_or_fail("KUP_TEST_HAPROXY_PORT"));
-    snprintf(p0, sizeof(p0), "%d", fx->node[0].port);
-    snprintf(p1, sizeof(p1), "%d", fx->node[1].port);
+    snprintf(p0, sizeof(p0), "%d", port0);
+    snprintf(p1, sizeof(p1), "%d", port1);
     const char *hap[] = {"start", fx->hap_dir, front, p0, p1, NULL};
     assert_int_equal(run_script(hap), 0);
     fx->hap_started = true;
@@ -207,11 +267,13 @@ static void behind_haproxy(fixture *fx, listener_kind kind)
 
     /* The load: 40 sessions from four addresses of their own, through HAProxy. */
     char addr[32], n[8], dur[8];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", front_port);
+    snprintf(addr, sizeof(addr), "%s127.0.0.1:%d", kind == LISTENER_TLS ? "tls://" : "", front_port);
     snprintf(n, sizeof(n), "%d", SESSIONS);
     snprintf(dur, sizeof(dur), "%ds", RUN_S);
     const char *cargs[] = {"-addr", addr, "-n", n, "-duration", dur, "-src", "127.0.0.2-127.0.0.5",
-                           "-username", fx->user, "-connect_rate", "200", "-json", NULL};
+                           "-username", fx->user, "-connect_rate", "200", "-json",
+                           kind == LISTENER_TLS ? "-tls_ca" : NULL, /* TCP: the end */
+                           cert_path("ca.pem"), NULL};
     int out_fd = -1;
     fx->client = kp_spawn(KP_CLIENT_BIN, cargs, NULL, &out_fd, NULL);
     uint64_t t0 = kp_test_now_ms();
@@ -232,10 +294,7 @@ static void behind_haproxy(fixture *fx, listener_kind kind)
     }
 
     /* A junk client through HAProxy: banned by the node it reached, under its own address. */
-    int junk = kp_connect_from("127.0.0.9", front_port, 0);
-    kp_send(junk, "x\nx\nx\nx\n", 8);
-    assert_int_equal(kp_wait_closed(junk, REPLY_MS), 1);
-    kp_close(junk);
+    send_junk(front_port, kind);
     int banned_on = -1;
     for (int i = 0; i < 2; i++) {
         char *bans = http_get(fx->admin[i], "/bans");
@@ -300,6 +359,12 @@ static void behind_haproxy(fixture *fx, listener_kind kind)
             accepted0, accepted1, got, c_accepted, c_unanswered);
     assert_true(got == want);
     assert_true(c_accepted <= (double)got && (double)got <= c_accepted + c_unanswered);
+    if (kind == LISTENER_TLS) {
+        /* Node 1 spoke TLS behind the headers; HAProxy's checks (a LOCAL header, no TLS
+         * bytes) and the sessions it took over are no failed handshakes. */
+        assert_true(metric(fx->admin[1], "kupool_tls_handshakes_total{result=\"ok\"}") >= SESSIONS / 2);
+        assert_true(metric(fx->admin[1], "kupool_tls_handshakes_total{result=\"failed\"}") == 0);
+    }
     assert_true(stop_node(fx, 1) == accepted1);
 }
 
@@ -308,10 +373,19 @@ static void test_tcp_behind_haproxy(void **state)
     behind_haproxy(*state, LISTENER_TCP);
 }
 
+static void test_tls_behind_haproxy(void **state)
+{
+    behind_haproxy(*state, LISTENER_TLS);
+}
+
 int main(void)
 {
+    /* A TLS write to a connection the node closed must fail, not kill the test (the children
+     * inherit this, and ignore SIGPIPE themselves anyway). */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tcp_behind_haproxy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_behind_haproxy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
