@@ -321,6 +321,8 @@ static void test_options(void **state)
     assert_int_equal(o.pipeline, 1);
     assert_false(o.json);
     assert_false(o.rate_max);
+    assert_true(o.hashrate == 0); /* demo: as fast as one core goes */
+    assert_int_equal(o.min_submit_interval_ms, 1000);
 
     const char *const load[] = {"-addr", "ws://127.0.0.1:9/kp", "--n", "2000", "-rate=0",
                                 "-pipeline", "16", "-src", "127.0.0.2-127.0.0.9", "-json",
@@ -336,6 +338,20 @@ static void test_options(void **state)
     assert_true(o.json);
     assert_int_equal(o.connect_rate, 500);
     assert_string_equal(o.username, "bob");
+    assert_true(o.hashrate == 100); /* load mode's default (SPEC §8) */
+
+    const char *const hr[] = {"-n", "3", "-hashrate", "2.5e5", "-min_submit_interval", "250ms",
+                              NULL};
+    assert_int_equal(parse_args(&o, hr, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 250000);
+    assert_int_equal(o.min_submit_interval_ms, 250);
+    const char *const hr_max[] = {"-n", "3", "-hashrate", "max", "-min_submit_interval=0", NULL};
+    assert_int_equal(parse_args(&o, hr_max, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 0);
+    assert_int_equal(o.min_submit_interval_ms, 0);
+    const char *const demo_capped[] = {"-hashrate", "1000", NULL};
+    assert_int_equal(parse_args(&o, demo_capped, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 1000);
 
     const char *const max[] = {"-n", "5", "-rate", "max", "-duration", "1m30s", "-json=false",
                                NULL};
@@ -375,6 +391,11 @@ static void test_options_errors(void **state)
         {"-nosuchflag", NULL},
         {"stray", NULL},
         {"-username", "a\"b", NULL},
+        {"-hashrate", "0", NULL},
+        {"-hashrate", "-5", NULL},
+        {"-hashrate", "fast", NULL},
+        {"-hashrate", "", NULL},
+        {"-min_submit_interval", "1", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         kc_options o;
@@ -495,6 +516,15 @@ static void test_summary_json(void **state)
     sum->mix_expected = 2;
     sum->unexpected = 1;
     sum->elapsed_s = 3.0;
+    sum->hashes = 3000;
+    sum->hashrate_asked = 400;
+    sum->shares_found = 20;
+    sum->shares_dropped_full = 2;
+    sum->shares_dropped_stale = 3;
+    sum->low_difficulty = 1;
+    sum->difficulty_min = 64;
+    sum->difficulty_max = 256;
+    sum->accepted_difficulty = 8 * 256 + 5 * 64; /* 2368 */
     for (uint64_t v = 100; v <= 1200; v += 100)
         kc_histogram_record(&sum->latency, v);
     /* Job 5 arrives right after authorize (not a broadcast), 6 and 7 are broadcast. */
@@ -543,6 +573,23 @@ static void test_summary_json(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(jobs, "broadcasts")), 2);
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(root, "cpu_s")));
     assert_int_equal(cJSON_GetObjectItem(root, "errors")->valueint, 2);
+    cJSON *search = cJSON_GetObjectItem(root, "search");
+    assert_true(cJSON_IsObject(search));
+    assert_int_equal(cJSON_GetObjectItem(search, "hashes")->valueint, 3000);
+    assert_true(cJSON_GetObjectItem(search, "hashrate")->valuedouble == 1000.0);
+    assert_true(fabs(cJSON_GetObjectItem(search, "hashrate_per_session")->valuedouble - 1000.0 / 3) <
+                1e-9);
+    assert_true(cJSON_GetObjectItem(search, "hashrate_asked")->valuedouble == 400);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(search, "hashrate_max")));
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_found")->valueint, 20);
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_dropped_queue_full")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_dropped_stale")->valueint, 3);
+    assert_int_equal(cJSON_GetObjectItem(search, "low_difficulty")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(search, "difficulty_max")->valueint, 256);
+    /* accepted shares worth 2368 hashes in 3 s */
+    assert_true(cJSON_GetObjectItem(search, "accepted_difficulty_sum")->valuedouble == 2368.0);
+    assert_true(fabs(cJSON_GetObjectItem(search, "accepted_hashrate")->valuedouble - 2368.0 / 3) <
+                1e-9);
     cJSON_Delete(root);
 
     /* The text form names the same things. */
@@ -551,6 +598,8 @@ static void test_summary_json(void **state)
     fclose(f);
     assert_non_null(strstr(buf, "Duplicate submission"));
     assert_non_null(strstr(buf, "p99"));
+    assert_non_null(strstr(buf, "3000 hashes, 1000/s (asked 400/s per session)"));
+    assert_non_null(strstr(buf, "1 low difficulty; accepted imply 789 hashes/s"));
     kc_summary_free(sum);
     free(sum);
 }

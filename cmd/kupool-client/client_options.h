@@ -32,6 +32,9 @@ typedef struct kc_options {
     kc_src_range src;
     kc_mix mix;            /* -mix */
     bool json;             /* -json */
+    double hashrate;       /* -hashrate per session (SPEC §8); 0 = as fast as one core goes */
+    bool hashrate_set;
+    uint64_t min_submit_interval_ms; /* -min_submit_interval: the server's rate limit */
 } kc_options;
 
 enum kc_options_result { KC_OPTIONS_RUN = 0, KC_OPTIONS_HELP = 1, KC_OPTIONS_VERSION = 2 };
