@@ -9,7 +9,12 @@ static void slice(kc_miner *m);
 
 static void on_tick(uv_timer_t *t)
 {
-    slice(t->data);
+    kc_miner *m = t->data;
+    uint64_t now = kp_clock_mono_ns(), due = m->last_tick_ns + KC_MINER_TICK_MS * 1000000ull;
+    if (m->last_tick_ns)
+        kc_histogram_record(&m->tick_late_us, now > due ? (now - due) / 1000u : 0);
+    m->last_tick_ns = now;
+    slice(m);
 }
 
 static void on_more(uv_idle_t *h)
@@ -71,6 +76,7 @@ static void slice(kc_miner *m)
         m->busy_ns += took;
         if (took > m->slice_max_ns)
             m->slice_max_ns = took;
+        kc_histogram_record(&m->slice_us, took / 1000u);
     }
     /* Unlimited: keep going while there is work at all; capped: only to finish this tick's
      * budget (the timer brings the next one). */
@@ -87,6 +93,9 @@ void kc_miner_start(kc_miner *m, uv_loop_t *loop, kc_session *sessions, uint32_t
     m->more_on = false;
     m->on_share = on_share;
     m->slices = m->busy_ns = m->slice_max_ns = 0;
+    m->last_tick_ns = 0;
+    kc_histogram_reset(&m->slice_us);
+    kc_histogram_reset(&m->tick_late_us);
     uv_timer_init(loop, &m->tick);
     uv_idle_init(loop, &m->more);
     m->tick.data = m;

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "client_session.h"
+#include "histogram.h"
 
 #define KC_MINER_TICK_MS 10u
 #define KC_MINER_SLICE_US 1000u
@@ -37,6 +38,9 @@ typedef struct kc_miner {
     uint64_t slices;
     uint64_t busy_ns;
     uint64_t slice_max_ns;
+    kc_histogram slice_us;   /* each slice that hashed, µs */
+    kc_histogram tick_late_us; /* how late each tick ran: the loop's delay, all work included */
+    uint64_t last_tick_ns;
 } kc_miner;
 
 /* Starts the timer on `loop` for sessions[0..n). unlimited: the sessions have no -hashrate. */

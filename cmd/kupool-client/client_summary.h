@@ -56,6 +56,8 @@ typedef struct kc_summary {
     double accepted_difficulty; /* sum over the accepted shares (1 each with difficulty off) */
     uint64_t slices;            /* search slices run on the loop */
     double slice_max_ms;        /* the longest: the most the search held the loop */
+    double slice_p99_ms;
+    double loop_delay_p99_ms, loop_delay_max_ms; /* lateness of the search's 10 ms tick */
     double search_busy_s;       /* the loop's time spent in them */
     /* the client process */
     double cpu_user_s, cpu_sys_s;
