@@ -954,6 +954,7 @@ static void test_outcome_wire_strings(void **state)
         [KP_OUTCOME_TOO_FREQUENT] = "Submission too frequent",
         [KP_OUTCOME_DUPLICATE] = "Duplicate submission",
         [KP_OUTCOME_INVALID_RESULT] = "Invalid result",
+        [KP_OUTCOME_LOW_DIFFICULTY] = "Low difficulty share",
     };
     assert_null(kp_outcome_wire(KP_OUTCOME_OK));
     for (int oc = 1; oc < KP_OUTCOME_COUNT; oc++) {

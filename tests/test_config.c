@@ -48,6 +48,11 @@ static const struct {
     {"max_conns", "KUP_MAX_CONNS"},
     {"max_errors", "KUP_MAX_ERRORS"},
     {"job_secret", "KUP_JOB_SECRET"},
+    /* SPEC §8 */
+    {"difficulty", "KUP_DIFFICULTY"},
+    {"vardiff_target", "KUP_VARDIFF_TARGET"},
+    {"vardiff_min", "KUP_VARDIFF_MIN"},
+    {"vardiff_max", "KUP_VARDIFF_MAX"},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -314,6 +319,8 @@ static void test_env_overrides_flag(void **state)
             {"KUP_LOG_KEEP", "3"},      {"KUP_MIN_SUBMIT_INTERVAL", "5ms"},
             {"KUP_AUTH_TIMEOUT", "6s"}, {"KUP_MAX_MSG", "100"},       {"KUP_MAX_CONNS", "8"},
             {"KUP_MAX_ERRORS", "9"},    {"KUP_JOB_SECRET", "sec"},
+            {"KUP_DIFFICULTY", "3"},    {"KUP_VARDIFF_TARGET", "7s"}, {"KUP_VARDIFF_MIN", "2"},
+            {"KUP_VARDIFF_MAX", "30"},
         };
         assert_int_equal(COUNT_OF(sample), COUNT_OF(spec_flags));
         assert_string_equal(sample[i].env, spec_flags[i].env);
@@ -885,6 +892,69 @@ static void test_split_host_port(void **state)
     assert_int_equal(kp_split_host_port(NULL, small, sizeof small, &port), KP_EINVAL);
 }
 
+/* SPEC §8: -difficulty, -vardiff_*: defaults, the full range, env over flag, bad values. */
+static void test_difficulty_flags(void **state)
+{
+    (void)state;
+    run r;
+    parse(&r, NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.difficulty, 1);
+    assert_int_equal(r.cfg.vardiff_target_ms, 0);
+    assert_int_equal(r.cfg.vardiff_min, 1);
+    assert_int_equal(r.cfg.vardiff_max, UINT64_C(9007199254740992));
+    run_free(&r);
+
+    parse(&r, "-difficulty", "9007199254740992", "-vardiff_target=10s", "-vardiff_min", "4",
+          "--vardiff_max", "4", NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.difficulty, UINT64_C(9007199254740992));
+    assert_int_equal(r.cfg.vardiff_target_ms, 10000);
+    assert_int_equal(r.cfg.vardiff_min, 4);
+    assert_int_equal(r.cfg.vardiff_max, 4);
+    run_free(&r);
+
+    setenv("KUP_DIFFICULTY", "256", 1);
+    setenv("KUP_VARDIFF_TARGET", "1500ms", 1);
+    parse(&r, "-difficulty", "2", "-vardiff_target", "3s", NULL);
+    expect_ok(&r);
+    assert_int_equal(r.cfg.difficulty, 256);
+    assert_int_equal(r.cfg.vardiff_target_ms, 1500);
+    run_free(&r);
+    unsetenv("KUP_DIFFICULTY");
+    unsetenv("KUP_VARDIFF_TARGET");
+
+    static const struct {
+        const char *args[4];
+        const char *needle;
+    } bad[] = {
+        {{"-difficulty", "0"}, "for flag -difficulty"},
+        {{"-difficulty", "9007199254740993"}, "for flag -difficulty"},
+        {{"-difficulty", "18446744073709551617"}, "for flag -difficulty"},
+        {{"-difficulty", "1.5"}, "for flag -difficulty"},
+        {{"-difficulty", "-4"}, "for flag -difficulty"},
+        {{"-difficulty", ""}, "for flag -difficulty"},
+        {{"-vardiff_target", "10"}, "for flag -vardiff_target"},
+        {{"-vardiff_min", "0"}, "for flag -vardiff_min"},
+        {{"-vardiff_max", "x"}, "for flag -vardiff_max"},
+        {{"-vardiff_min", "100", "-vardiff_max", "99"}, "-vardiff_min"},
+    };
+    for (size_t i = 0; i < COUNT_OF(bad); i++) {
+        char *args[4];
+        int n = 0;
+        while (n < 4 && bad[i].args[n])
+            args[n] = (char *)bad[i].args[n], n++;
+        parse_argv(&r, args, n);
+        expect_error(&r, bad[i].needle);
+        run_free(&r);
+    }
+    setenv("KUP_VARDIFF_MAX", "0", 1);
+    parse(&r, NULL);
+    expect_error(&r, "KUP_VARDIFF_MAX");
+    run_free(&r);
+    unsetenv("KUP_VARDIFF_MAX");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -895,6 +965,7 @@ int main(void)
         T(test_bool_forms),      T(test_validation_errors), T(test_env_errors),
         T(test_expire),          T(test_store_pg),     T(test_help),
         T(test_version),         T(test_durations),    T(test_split_host_port),
+        T(test_difficulty_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,10 @@ static kp_admin_snapshot small_snapshot(void)
         .pipeline = {.accepted = 9, .published = 8, .publish_errors = 1, .spool_errors = 0,
                      .waiting = 1, .spooled = 0, .failing = true},
         .consumer = {.counted = 8, .errors = 2},
+        /* one session at 1, two at 256, one at 2^53: the sum as a double holds it (to an even number) */
+        .shares_difficulty = 2304,
+        .session_difficulty = {[0] = 1, [4] = 2, [KP_ADMIN_DIFFICULTY_BUCKETS - 1] = 1},
+        .session_difficulty_sum = 9007199254741504.0,
         .mq_name = "rabbit",
         .stats_name = "pg",
         .store_evicts = true,
@@ -89,6 +93,41 @@ static const char small_exposition[] =
     "# TYPE kupool_messages_total counter\n"
     "kupool_messages_total{outcome=\"ok\"} 10\n"
     "kupool_messages_total{outcome=\"duplicate\"} 1\n"
+    "# HELP kupool_shares_difficulty_total Sum of the difficulties of accepted shares (expected hashes they represent).\n"
+    "# TYPE kupool_shares_difficulty_total counter\n"
+    "kupool_shares_difficulty_total 2304\n"
+    "# HELP kupool_session_difficulty Current share difficulty of the open authorized sessions.\n"
+    "# TYPE kupool_session_difficulty histogram\n"
+    "kupool_session_difficulty_bucket{le=\"1\"} 1\n"
+    "kupool_session_difficulty_bucket{le=\"4\"} 1\n"
+    "kupool_session_difficulty_bucket{le=\"16\"} 1\n"
+    "kupool_session_difficulty_bucket{le=\"64\"} 1\n"
+    "kupool_session_difficulty_bucket{le=\"256\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"1024\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"4096\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"16384\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"65536\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"262144\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"1048576\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"4194304\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"16777216\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"67108864\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"268435456\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"1073741824\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"4294967296\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"17179869184\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"68719476736\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"274877906944\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"1099511627776\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"4398046511104\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"17592186044416\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"70368744177664\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"281474976710656\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"1125899906842624\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"4503599627370496\"} 3\n"
+    "kupool_session_difficulty_bucket{le=\"+Inf\"} 4\n"
+    "kupool_session_difficulty_sum 9007199254741504\n"
+    "kupool_session_difficulty_count 4\n"
     "# HELP kupool_events_accepted_total Accepted submits handed to the event pipeline.\n"
     "# TYPE kupool_events_accepted_total counter\n"
     "kupool_events_accepted_total 9\n"
@@ -177,7 +216,7 @@ static void test_every_outcome_label(void **state)
     static const char *const labels[] = {
         "ok", "invalid_json", "invalid_request", "unknown_method", "invalid_username",
         "already_authorized", "unauthorized", "invalid_params", "task_not_exist",
-        "task_expired", "too_frequent", "duplicate", "invalid_result"};
+        "task_expired", "too_frequent", "duplicate", "invalid_result", "low_difficulty"};
     enum { N = sizeof(labels) / sizeof(labels[0]) };
     kp_admin_snapshot s = small_snapshot();
     s.noutcomes = N;

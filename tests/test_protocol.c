@@ -339,6 +339,141 @@ static void test_long_messages(void **state)
     assert_string_equal(submit(f, 10, 1, "ab", NULL), "{\"id\":10,\"result\":true}");
 }
 
+/* ---- SPEC §8: difficulty ---- */
+
+/* The number of leading zero bits of sha256(server_nonce || nonce), computed here. */
+static int zero_bits(const char *server_nonce, const char *nonce)
+{
+    char hex[65];
+    kp_test_result(server_nonce, nonce, hex);
+    int bits = 0;
+    for (const char *c = hex; *c; c++) {
+        int v = *c <= '9' ? *c - '0' : *c - 'a' + 10;
+        if (v == 0) {
+            bits += 4;
+            continue;
+        }
+        while (!(v & 8))
+            bits++, v <<= 1;
+        break;
+    }
+    return bits;
+}
+
+/* A client nonce for `job_id` whose digest has at least `min_bits` and fewer than `max_bits`
+ * leading zero bits: it meets 2^min_bits and not 2^max_bits (for a power of two D = 2^k the
+ * target is 2^(256-k) - 1, so meeting it is exactly k leading zero bits). */
+static void find_nonce(fixture *f, int64_t job_id, int min_bits, int max_bits, char out[17])
+{
+    const kp_job *job = NULL;
+    assert_int_equal(kp_job_book_lookup(&f->jobs, job_id, f->now, &job), KP_OUTCOME_OK);
+    for (uint64_t i = 0; i < 10000000; i++) {
+        snprintf(out, 17, "%016" PRIx64, i);
+        int z = zero_bits(job->server_nonce, out);
+        if (z >= min_bits && z < max_bits)
+            return;
+    }
+    fail_msg("no nonce found");
+}
+
+static void test_defaults_send_nothing(void **state)
+{
+    fixture *f = *state;
+    authorize(f);
+    char line[KP_SET_DIFFICULTY_MAX];
+    assert_int_equal(kp_protocol_job_sent(&f->proto, &f->peer, 1, f->now, line), 0);
+    assert_string_equal(submit(f, 2, 1, "ab", NULL), "{\"id\":2,\"result\":true}");
+    assert_int_equal(f->sink.last.difficulty, 1);
+    assert_int_equal(f->proto.difficulty.sessions[0], 1);
+    assert_true(f->proto.difficulty.shares_sum == 1);
+}
+
+static void test_fixed_difficulty(void **state)
+{
+    fixture *f = *state;
+    kp_protocol_set_difficulty(&f->proto, 256, (kp_vardiff_params){0});
+    authorize(f);
+    char line[KP_SET_DIFFICULTY_MAX];
+    size_t n = kp_protocol_job_sent(&f->proto, &f->peer, 1, f->now, line);
+    assert_true(n > 0);
+    line[n] = '\0';
+    assert_string_equal(line, "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":256,"
+                              "\"target\":\"00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"}}\n");
+    /* told once: the next job needs no notification */
+    assert_int_equal(kp_protocol_job_sent(&f->proto, &f->peer, 2, f->now, line), 0);
+    assert_int_equal(f->proto.difficulty.sessions[kp_difficulty_bucket(256)], 1);
+
+    char low[17], good[17];
+    find_nonce(f, 1, 0, 8, low);
+    find_nonce(f, 1, 8, 256, good);
+    /* Invalid result first, then Low difficulty share */
+    assert_string_equal(submit(f, 3, 1, low, "00"), "{\"id\":3,\"result\":false,\"error\":\"Invalid result\"}");
+    assert_string_equal(submit(f, 4, 1, low, NULL), "{\"id\":4,\"result\":false,\"error\":\"Low difficulty share\"}");
+    /* neither the nonce set nor the rate limit saw it */
+    assert_string_equal(submit(f, 5, 1, low, NULL), "{\"id\":5,\"result\":false,\"error\":\"Low difficulty share\"}");
+    assert_string_equal(submit(f, 6, 1, good, NULL), "{\"id\":6,\"result\":true}");
+    assert_int_equal(f->sink.accepted, 1);
+    assert_int_equal(f->sink.last.difficulty, 256);
+    assert_true(f->proto.difficulty.shares_sum == 256);
+    assert_int_equal(f->proto.submits[KP_OUTCOME_LOW_DIFFICULTY], 2);
+    f->now += 1000;
+    assert_string_equal(submit(f, 7, 1, good, NULL), "{\"id\":7,\"result\":false,\"error\":\"Duplicate submission\"}");
+    kp_protocol_peer_free(&f->proto, &f->peer);
+    assert_int_equal(f->proto.difficulty.sessions[kp_difficulty_bucket(256)], 0);
+}
+
+/* With vardiff a submit is judged at the difficulty its job was sent at: a silence lowers the
+ * session from 1024 to 256 with job 2; a share of 8 zero bits is low for job 1, good for job 2. */
+static void test_judged_at_the_jobs_difficulty(void **state)
+{
+    fixture *f = *state;
+    kp_protocol_set_difficulty(&f->proto, 1024,
+                               (kp_vardiff_params){.target_ms = 100, .min = 1, .max = 1 << 20});
+    authorize(f);
+    char line[KP_SET_DIFFICULTY_MAX];
+    assert_true(kp_protocol_job_sent(&f->proto, &f->peer, 1, f->now, line) > 0);
+    assert_int_equal(f->proto.difficulty.sessions[kp_difficulty_bucket(1024)], 1);
+    f->now += 1000;
+    const kp_job *job;
+    kp_job_book_rotate(&f->jobs, f->now, 0, &job);
+    assert_int_equal(job->id, 2);
+    size_t n = kp_protocol_job_sent(&f->proto, &f->peer, 2, f->now, line);
+    assert_true(n > 0);
+    line[n] = '\0';
+    assert_non_null(strstr(line, "\"difficulty\":256,"));
+    assert_int_equal(f->peer.difficulty, 256);
+    assert_int_equal(f->proto.difficulty.sessions[kp_difficulty_bucket(1024)], 0);
+    assert_int_equal(f->proto.difficulty.sessions[kp_difficulty_bucket(256)], 1);
+
+    char eight[17];
+    find_nonce(f, 1, 8, 10, eight);
+    assert_string_equal(submit(f, 2, 1, eight, NULL), "{\"id\":2,\"result\":false,\"error\":\"Low difficulty share\"}");
+    find_nonce(f, 2, 8, 10, eight);
+    assert_string_equal(submit(f, 3, 2, eight, NULL), "{\"id\":3,\"result\":true}");
+    assert_int_equal(f->sink.last.difficulty, 256);
+    /* the history keeps what valid jobs need and no more */
+    assert_int_equal(f->peer.job_difficulty.n, 2);
+    kp_peer_prune(&f->peer, 2);
+    assert_int_equal(f->peer.job_difficulty.n, 1);
+    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 2, 7), 256);
+    /* a valid job never sent to the session: its current difficulty */
+    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 1, f->peer.difficulty), 256);
+}
+
+static void test_difficulty_buckets(void **state)
+{
+    (void)state;
+    assert_int_equal(kp_difficulty_bucket(1), 0);
+    assert_int_equal(kp_difficulty_bucket(2), 1);
+    assert_int_equal(kp_difficulty_bucket(4), 1);
+    assert_int_equal(kp_difficulty_bucket(5), 2);
+    assert_int_equal(kp_difficulty_bucket(256), 4);
+    assert_int_equal(kp_difficulty_bucket(257), 5);
+    assert_int_equal(kp_difficulty_bucket(UINT64_C(1) << 52), 26);
+    assert_int_equal(kp_difficulty_bucket((UINT64_C(1) << 52) + 1), 27);
+    assert_int_equal(kp_difficulty_bucket(UINT64_C(1) << 53), 27);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +490,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_escaped_nul_fails_its_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integral_doubles_are_not_integers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults_send_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fixed_difficulty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_judged_at_the_jobs_difficulty, setup, teardown),
+        cmocka_unit_test(test_difficulty_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

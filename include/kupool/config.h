@@ -45,6 +45,11 @@ typedef struct kp_config {
     uint32_t max_conns;                /* -max_conns, default 0 = fd limit */
     uint32_t max_errors;               /* -max_errors, default 16 */
     char job_secret[KP_CONFIG_STR_MAX]; /* -job_secret, "" = local random jobs */
+    /* SPEC §8 share difficulty: integers 1..2^53 */
+    uint64_t difficulty;               /* -difficulty, default 1 (off) */
+    uint64_t vardiff_target_ms;        /* -vardiff_target, default 0 = fixed difficulty */
+    uint64_t vardiff_min;              /* -vardiff_min, default 1 */
+    uint64_t vardiff_max;              /* -vardiff_max, default 2^53; >= vardiff_min */
     kp_log_level log_level;            /* KUP_LOG_LEVEL only, default info */
     kp_log_format log_format;          /* KUP_LOG_FORMAT only, default text */
 } kp_config;

@@ -20,6 +20,11 @@
 /* Room for every protocol outcome; the provider asserts at compile time that they fit. */
 #define KP_ADMIN_MAX_OUTCOMES 32
 
+/* Buckets of the session difficulty histogram (SPEC §8): bucket k < 27 counts the sessions whose
+ * difficulty d has 4^(k-1) < d <= 4^k (k = 0: d = 1), the last one those above 4^26. The provider
+ * asserts that the protocol keeps the same buckets. */
+#define KP_ADMIN_DIFFICULTY_BUCKETS 28
+
 /* Responses for one protocol outcome, under its metrics label ("ok", "duplicate", ...). */
 typedef struct kp_admin_outcome_count {
     const char *label;
@@ -72,6 +77,13 @@ typedef struct kp_admin_snapshot {
 
     kp_admin_pipeline_counts pipeline;
     kp_admin_consumer_counts consumer;
+
+    /* SPEC §8. Sums as doubles: Prometheus values are doubles, and a sum of difficulties up to
+     * 2^53 each outgrows 64-bit integers. */
+    double shares_difficulty; /* sum of the difficulties of accepted shares */
+    uint64_t session_difficulty[KP_ADMIN_DIFFICULTY_BUCKETS]; /* authorized sessions per bucket,
+                                                                  not cumulative */
+    double session_difficulty_sum; /* sum of their current difficulties */
 
     const char *mq_name;    /* "memory", "rabbit", ... */
     const char *stats_name; /* "memory", "pg", ... */

@@ -68,6 +68,27 @@ static void render_outcomes(const kp_admin_snapshot *s, kp_textbuf *tb)
                      s->outcomes[i].messages);
 }
 
+/* SPEC §8: the work the accepted shares represent, and the sessions' current difficulties as a
+ * histogram with power-of-4 buckets (cumulative on the wire, as Prometheus wants). */
+static void render_difficulty(const kp_admin_snapshot *s, kp_textbuf *tb)
+{
+    family(tb, "kupool_shares_difficulty_total", "counter",
+           "Sum of the difficulties of accepted shares (expected hashes they represent).");
+    kp_textbuf_printf(tb, "kupool_shares_difficulty_total %.17g\n", s->shares_difficulty);
+
+    static const char name[] = "kupool_session_difficulty";
+    family(tb, name, "histogram", "Current share difficulty of the open authorized sessions.");
+    uint64_t cumulative = 0, le = 1;
+    for (int k = 0; k < KP_ADMIN_DIFFICULTY_BUCKETS - 1; k++, le *= 4) {
+        cumulative += s->session_difficulty[k];
+        kp_textbuf_printf(tb, "%s_bucket{le=\"%" PRIu64 "\"} %" PRIu64 "\n", name, le, cumulative);
+    }
+    cumulative += s->session_difficulty[KP_ADMIN_DIFFICULTY_BUCKETS - 1];
+    kp_textbuf_printf(tb, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cumulative);
+    kp_textbuf_printf(tb, "%s_sum %.17g\n", name, s->session_difficulty_sum);
+    kp_textbuf_printf(tb, "%s_count %" PRIu64 "\n", name, cumulative);
+}
+
 static void render_pipeline(const kp_admin_snapshot *s, kp_textbuf *tb)
 {
     metric_u64(tb, "kupool_events_accepted_total", "counter",
@@ -150,6 +171,7 @@ void kp_admin_render_metrics(const kp_admin_snapshot *s, const kp_admin_endpoint
     render_miners(s, tb);
     render_jobs(s, tb);
     render_outcomes(s, tb);
+    render_difficulty(s, tb);
     render_pipeline(s, tb);
     render_backends(s, tb);
     render_endpoint(s, e, tb);

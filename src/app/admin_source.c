@@ -6,6 +6,8 @@
 
 _Static_assert(KP_OUTCOME_COUNT <= KP_ADMIN_MAX_OUTCOMES,
                "every protocol outcome must fit in an admin snapshot");
+_Static_assert(KP_DIFFICULTY_BUCKETS == KP_ADMIN_DIFFICULTY_BUCKETS,
+               "the protocol's difficulty histogram and the snapshot's must have the same buckets");
 
 static void fill_pipeline(const kp_pipeline *pl, kp_admin_pipeline_counts *out)
 {
@@ -59,6 +61,11 @@ static void app_snapshot(void *ctx, kp_admin_snapshot *out)
             .messages = app->protocol.outcomes[oc],
         };
     out->noutcomes = KP_OUTCOME_COUNT;
+    const kp_protocol_difficulty *pd = &app->protocol.difficulty;
+    out->shares_difficulty = (double)pd->shares_sum;
+    for (int b = 0; b < KP_DIFFICULTY_BUCKETS; b++)
+        out->session_difficulty[b] = pd->sessions[b];
+    out->session_difficulty_sum = (double)pd->sessions_sum;
     fill_pipeline(app->pipeline, &out->pipeline);
     fill_consumer(app->consumer, &out->consumer);
     out->mq_name = app->mq->name;

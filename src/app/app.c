@@ -90,6 +90,10 @@ static int open_parts(kp_app *app)
     if ((rc = kp_protocol_init(&app->protocol, &app->jobs, sink, cfg->min_submit_interval_ms,
                                cfg->max_errors)) != 0)
         return rc;
+    kp_protocol_set_difficulty(&app->protocol, cfg->difficulty,
+                               (kp_vardiff_params){.target_ms = cfg->vardiff_target_ms,
+                                                   .min = cfg->vardiff_min,
+                                                   .max = cfg->vardiff_max});
     if (cfg->consume && (rc = kp_consumer_start(app->mq, app->stats, &app->consumer)) != 0)
         return rc;
     return 0;

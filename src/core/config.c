@@ -13,6 +13,7 @@
 
 #include "flags.h"
 #include "kupool/error.h"
+#include "kupool/event.h" /* KP_DIFFICULTY_MAX */
 #include "kupool/version.h"
 #include "net_addr.h"
 
@@ -22,6 +23,9 @@ static const char *check_addr(const char *value);
 static const char *check_optional_addr(const char *value);
 static const char *check_store(const char *value);
 static const char *check_mq(const char *value);
+static const char *set_difficulty(void *target, const char *value);
+static const char *set_vardiff_min(void *target, const char *value);
+static const char *set_vardiff_max(void *target, const char *value);
 
 /* The environment-only settings. Designated initializers keep each name beside its enum value. */
 static const char *const log_level_names[] = {
@@ -89,6 +93,17 @@ static const kp_flag_spec flags[] = {
     {.name = "job_secret", .env = "KUP_JOB_SECRET", STRING_FIELD(job_secret), .def = "",
      .shown_def = "none: local random jobs", .secret = true,
      .help = "scale-out mode: derive jobs from the time and this secret"},
+    /* SPEC §8: share difficulty and vardiff (integers 1..2^53, wider than the engine's UINT). */
+    {.name = "difficulty", .env = "KUP_DIFFICULTY", .type = KP_FLAG_FUNC, .set = set_difficulty,
+     .def = "1", .arg = "int", .help = "share difficulty 1..2^53 (expected hashes per share); 1 = off"},
+    {.name = "vardiff_target", .env = "KUP_VARDIFF_TARGET", DURATION_FIELD(vardiff_target_ms),
+     .def = "0", .shown_def = "0 = fixed difficulty",
+     .help = "retarget each session's difficulty to about one share per this duration"},
+    {.name = "vardiff_min", .env = "KUP_VARDIFF_MIN", .type = KP_FLAG_FUNC, .set = set_vardiff_min,
+     .def = "1", .arg = "int", .help = "lowest vardiff difficulty, 1..2^53"},
+    {.name = "vardiff_max", .env = "KUP_VARDIFF_MAX", .type = KP_FLAG_FUNC, .set = set_vardiff_max,
+     .def = "9007199254740992", .shown_def = "2^53", .arg = "int",
+     .help = "highest vardiff difficulty, 1..2^53, >= -vardiff_min"},
     {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help and exit"},
     {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version and exit"},
     /* Environment only: */
@@ -132,6 +147,39 @@ static const char *check_mq(const char *value)
     return "must be memory or rabbit";
 }
 
+/* A difficulty: plain decimal 1..2^53 (SPEC §8), the integers a double holds exactly. */
+static const char *parse_difficulty(const char *value, uint64_t *out)
+{
+    static const char why[] = "want an integer 1..9007199254740992 (2^53)";
+    uint64_t v = 0;
+    if (value[0] == '\0')
+        return why;
+    for (const char *c = value; *c; c++) {
+        if (*c < '0' || *c > '9' || v > KP_DIFFICULTY_MAX / 10)
+            return why;
+        v = v * 10 + (uint64_t)(*c - '0');
+    }
+    if (v < 1 || v > KP_DIFFICULTY_MAX)
+        return why;
+    *out = v;
+    return NULL;
+}
+
+static const char *set_difficulty(void *target, const char *value)
+{
+    return parse_difficulty(value, &((kp_config *)target)->difficulty);
+}
+
+static const char *set_vardiff_min(void *target, const char *value)
+{
+    return parse_difficulty(value, &((kp_config *)target)->vardiff_min);
+}
+
+static const char *set_vardiff_max(void *target, const char *value)
+{
+    return parse_difficulty(value, &((kp_config *)target)->vardiff_max);
+}
+
 void kp_config_defaults(kp_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -167,6 +215,12 @@ static int resolve(kp_flags *fs)
         snprintf(why, sizeof why, "must not be shorter than the interval (%.40s)",
                  fs->text[interval]);
         return kp_flags_fail_value(fs, expire, why);
+    }
+
+    if (cfg->vardiff_min > cfg->vardiff_max) {
+        size_t vmin = kp_flags_find(fs, "vardiff_min");
+        assert(vmin != KP_FLAGS_MAX);
+        return kp_flags_fail_value(fs, vmin, "must not exceed -vardiff_max");
     }
 
     if (strcmp(cfg->store, "pg") == 0 && cfg->pg_dsn[0] == '\0')

@@ -21,8 +21,9 @@ static void step(uv_idle_t *idle)
     for (int i = 0; i < BROADCAST_CHUNK && b->next; i++) {
         kp_session *sess = b->next;
         b->next = sess->next;
-        /* Nonce sets of expired jobs die here, so no extra pass over sessions is needed. */
-        kp_nonce_sets_prune(&sess->peer.nonces, oldest);
+        /* Nonce sets and job difficulties of expired jobs die here, so no extra pass over
+         * sessions is needed. */
+        kp_peer_prune(&sess->peer, oldest);
         kp_session_send_job(sess, b->line, b->line_id);
     }
     if (!b->next) {

@@ -25,7 +25,7 @@ static void on_conn_closed(void *owner)
     kp_session *sess = owner;
     sess->env->hooks->closed(sess->env->ctx);
     kp_ws_free(sess->ws);
-    kp_peer_free(&sess->peer);
+    kp_protocol_peer_free(sess->env->protocol, &sess->peer);
     free(sess->partial);
     free(sess->backlog);
     free(sess); /* and the connection in its room */
@@ -119,6 +119,19 @@ static void emit(kp_session *sess, const char *line, size_t len, kp_shared_line 
         put(sess, line, len, shared);
 }
 
+/* SPEC §8: a set_difficulty directly before the job it applies to, when one is due. The job line
+ * itself stays the shared one; only this session's own notification is formatted for it. */
+static void emit_difficulty(kp_session *sess, int64_t job_id)
+{
+    kp_protocol *p = sess->env->protocol;
+    if (!p->difficulty.on)
+        return; /* the default: not even a call per session per broadcast */
+    char line[KP_SET_DIFFICULTY_MAX];
+    size_t len = kp_protocol_job_sent(p, &sess->peer, job_id, sess->env->hooks->now_ms(sess->env->ctx),
+                                      line);
+    emit(sess, line, len, NULL);
+}
+
 void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
 {
     if (sess->last_job_id >= job_id)
@@ -126,6 +139,7 @@ void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
     sess->last_job_id = job_id;
     if (sess->draining)
         return;
+    emit_difficulty(sess, job_id);
     emit(sess, line->data, line->len, line);
 }
 
@@ -157,6 +171,7 @@ static void on_authorized(kp_session *sess)
     /* The current job follows the response at once (SPEC §2 Sessions). */
     if (job) {
         sess->last_job_id = job_id;
+        emit_difficulty(sess, job_id);
         emit(sess, job->data, job->len, NULL);
     }
 }

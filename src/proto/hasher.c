@@ -98,17 +98,26 @@ int kp_hasher_hex(kp_hasher *h, const char *a, size_t a_len, const char *b, size
     return 0;
 }
 
-bool kp_hasher_check(kp_hasher *h, const char *server_nonce, size_t sn_len, const char *client_nonce,
-                     size_t cn_len, const char *result, size_t result_len)
+bool kp_hasher_check_digest(kp_hasher *h, const char *server_nonce, size_t sn_len,
+                            const char *client_nonce, size_t cn_len, const char *result,
+                            size_t result_len, unsigned char digest[KP_SHA256_LEN])
 {
-    char expect[KP_SHA256_HEX + 1];
     if (result_len != KP_SHA256_HEX ||
-        kp_hasher_hex(h, server_nonce, sn_len, client_nonce, cn_len, expect) != 0)
+        digest2(h, server_nonce, sn_len, client_nonce, cn_len, digest) != 0)
         return false;
     /* Nothing here is secret (the client knows every input), so an early exit is fine. A
      * non-hex byte never folds onto a lowercase hex digit, so it always mismatches. */
-    for (size_t i = 0; i < KP_SHA256_HEX; i++)
-        if (fold(result[i]) != expect[i])
+    for (size_t i = 0; i < KP_SHA256_LEN; i++)
+        if (fold(result[2 * i]) != hex_digits[digest[i] >> 4] ||
+            fold(result[2 * i + 1]) != hex_digits[digest[i] & 0x0f])
             return false;
     return true;
+}
+
+bool kp_hasher_check(kp_hasher *h, const char *server_nonce, size_t sn_len, const char *client_nonce,
+                     size_t cn_len, const char *result, size_t result_len)
+{
+    unsigned char digest[KP_SHA256_LEN];
+    return kp_hasher_check_digest(h, server_nonce, sn_len, client_nonce, cn_len, result,
+                                  result_len, digest);
 }

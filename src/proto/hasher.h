@@ -26,4 +26,10 @@ int kp_hasher_hex(kp_hasher *h, const char *a, size_t a_len, const char *b, size
 bool kp_hasher_check(kp_hasher *h, const char *server_nonce, size_t sn_len, const char *client_nonce,
                      size_t cn_len, const char *result, size_t result_len);
 
+/* The same check, and the 32-byte digest it computed into `digest` (SPEC §8 compares it with the
+ * target: no second hash). The digest is written whenever hashing ran, whatever the verdict. */
+bool kp_hasher_check_digest(kp_hasher *h, const char *server_nonce, size_t sn_len,
+                            const char *client_nonce, size_t cn_len, const char *result,
+                            size_t result_len, unsigned char digest[32]);
+
 #endif

@@ -25,6 +25,7 @@ static const outcome_info outcome_table[KP_OUTCOME_COUNT] = {
     [KP_OUTCOME_TOO_FREQUENT] = {"Submission too frequent", "too_frequent", false},
     [KP_OUTCOME_DUPLICATE] = {"Duplicate submission", "duplicate", false},
     [KP_OUTCOME_INVALID_RESULT] = {"Invalid result", "invalid_result", false},
+    [KP_OUTCOME_LOW_DIFFICULTY] = {"Low difficulty share", "low_difficulty", false},
 };
 
 static const outcome_info *outcome_get(kp_outcome oc)

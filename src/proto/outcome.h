@@ -19,6 +19,7 @@ typedef enum kp_outcome {
     KP_OUTCOME_TOO_FREQUENT,
     KP_OUTCOME_DUPLICATE,
     KP_OUTCOME_INVALID_RESULT,
+    KP_OUTCOME_LOW_DIFFICULTY, /* SPEC §8: the correct hash, above the job's target */
     KP_OUTCOME_COUNT
 } kp_outcome;
 

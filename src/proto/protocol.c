@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "difficulty.h"
 #include "kupool/error.h"
 #include "log.h"
 
@@ -39,6 +40,95 @@ void kp_protocol_free(kp_protocol *p)
     p->scratch_cap = 0;
 }
 
+unsigned kp_difficulty_bucket(uint64_t d)
+{
+    if (d <= 1)
+        return 0;
+    /* The smallest k with d <= 4^k: half the bit length of d - 1, rounded up. */
+    unsigned bits = 64u - (unsigned)__builtin_clzll(d - 1);
+    unsigned k = (bits + 1) / 2;
+    return k < KP_DIFFICULTY_BUCKETS - 1 ? k : KP_DIFFICULTY_BUCKETS - 1;
+}
+
+void kp_protocol_set_difficulty(kp_protocol *p, uint64_t difficulty, kp_vardiff_params vardiff)
+{
+    kp_protocol_difficulty *pd = &p->difficulty;
+    pd->vardiff = vardiff;
+    pd->on = difficulty > 1 || vardiff.target_ms > 0;
+    pd->start = vardiff.target_ms > 0 ? kp_vardiff_clamp(&vardiff, difficulty) : difficulty;
+    if (pd->start < 1)
+        pd->start = 1;
+}
+
+/* The histogram of authorized peers' difficulties: kept as peers come, change and go, so a scrape
+ * reads 28 counters instead of walking every session. */
+static void histogram_add(kp_protocol_difficulty *pd, uint64_t d)
+{
+    pd->sessions[kp_difficulty_bucket(d)]++;
+    pd->sessions_sum += d;
+}
+
+static void histogram_remove(kp_protocol_difficulty *pd, uint64_t d)
+{
+    pd->sessions[kp_difficulty_bucket(d)]--;
+    pd->sessions_sum -= d;
+}
+
+void kp_protocol_peer_free(kp_protocol *p, kp_peer *peer)
+{
+    if (peer->username)
+        histogram_remove(&p->difficulty, peer->difficulty);
+    kp_peer_free(peer);
+}
+
+/* {"id":null,"method":"set_difficulty","params":{"difficulty":D,"target":"<64 hex>"}}\n */
+static size_t format_set_difficulty(char *buf, uint64_t d)
+{
+    kp_u256 target;
+    char hex[KP_TARGET_HEX + 1];
+    if (kp_difficulty_target(d, &target) != 0)
+        return 0; /* d is validated by the config and the vardiff clamp: never here */
+    kp_u256_hex(&target, hex);
+    int n = snprintf(buf, KP_SET_DIFFICULTY_MAX,
+                     "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":%" PRIu64
+                     ",\"target\":\"%s\"}}\n",
+                     d, hex);
+    return n > 0 && n < KP_SET_DIFFICULTY_MAX ? (size_t)n : 0;
+}
+
+size_t kp_protocol_job_sent(kp_protocol *p, kp_peer *peer, int64_t job_id, uint64_t mono_ms,
+                            char *buf)
+{
+    kp_protocol_difficulty *pd = &p->difficulty;
+    if (!pd->on || !peer->username)
+        return 0;
+    uint64_t d = peer->difficulty;
+    if (pd->vardiff.target_ms > 0) {
+        /* The first job of a session keeps its start difficulty: there is nothing to go by. */
+        uint64_t next = peer->difficulty_told
+                            ? kp_vardiff_retarget(&peer->vardiff, &pd->vardiff, d, mono_ms)
+                            : d;
+        /* A retarget that cannot be recorded is not made: the job keeps the last recorded
+         * difficulty, so a submit for it is still judged at what the session was told. */
+        if (kp_job_difficulty_record(&peer->job_difficulty, job_id, next) != 0)
+            next = kp_job_difficulty_of(&peer->job_difficulty, job_id, d);
+        if (next != d) {
+            histogram_remove(pd, d);
+            histogram_add(pd, next);
+            peer->difficulty = next;
+            if (kp_log_enabled(KP_LOG_DEBUG))
+                KP_DEBUG("app.vardiff", "difficulty changed", KP_QSTR("username", peer->username),
+                         KP_UINT("from", d), KP_UINT("to", next), KP_INT("job_id", job_id));
+        } else if (peer->difficulty_told) {
+            return 0;
+        }
+    } else if (peer->difficulty_told) {
+        return 0;
+    }
+    peer->difficulty_told = true;
+    return format_set_difficulty(buf, peer->difficulty);
+}
+
 /* The scratch must hold a message's length (codec.h). Transports cap messages at -max_msg, so
  * this grows a few times at most and then never again. */
 static int ensure_scratch(kp_protocol *p, size_t len)
@@ -62,7 +152,8 @@ static void set_reply(kp_reply *reply, bool has_id, int64_t id, kp_outcome oc)
     reply->len = kp_format_response(reply->line, has_id, id, oc);
 }
 
-static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *req, kp_reply *reply)
+static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *req, uint64_t mono_ms,
+                             kp_reply *reply)
 {
     if (peer->username) {
         set_reply(reply, true, req->id, KP_OUTCOME_ALREADY_AUTHORIZED);
@@ -81,11 +172,15 @@ static void handle_authorize(kp_protocol *p, kp_peer *peer, const kp_request *re
         reply->len = 0;
         return;
     }
+    peer->difficulty = p->difficulty.start ? p->difficulty.start : 1;
+    histogram_add(&p->difficulty, peer->difficulty);
+    kp_vardiff_start(&peer->vardiff, mono_ms);
     set_reply(reply, true, req->id, KP_OUTCOME_OK);
     reply->actions |= KP_REPLY_SEND_JOB;
 }
 
-static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_params *sp)
+static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_params *sp,
+                      uint64_t difficulty)
 {
     kp_event ev;
     /* "<node id>-<sequence>" without snprintf: this runs once per accepted submit. */
@@ -99,7 +194,7 @@ static int push_event(kp_protocol *p, const kp_peer *peer, const kp_submit_param
     ev.client_nonce[sp->client_nonce_len] = '\0';
     ev.job_id = sp->job_id;
     ev.ts_ms = kp_clock_wall_ms();
-    ev.difficulty = 1;
+    ev.difficulty = difficulty;
     return p->sink.push(p->sink.ctx, &ev);
 }
 
@@ -111,12 +206,22 @@ static void handle_submit(kp_protocol *p, kp_peer *peer, const kp_request *req, 
         .hasher = &p->hasher,
         .mono_ms = mono_ms,
         .min_interval_ms = p->min_interval_ms,
+        .fixed_difficulty = p->difficulty.vardiff.target_ms > 0 ? 0
+                            : p->difficulty.start         ? p->difficulty.start
+                                                          : 1,
     };
     kp_submit_params sp = {0};
     bool oom = false;
-    kp_outcome oc = kp_submit_check(peer, req, &env, &sp, &oom);
-    if (oc == KP_OUTCOME_OK && push_event(p, peer, &sp) != 0)
+    uint64_t difficulty = 1;
+    kp_outcome oc = kp_submit_check(peer, req, &env, &sp, &difficulty, &oom);
+    if (oc == KP_OUTCOME_OK && push_event(p, peer, &sp, difficulty) != 0)
         oom = true;
+    if (oc == KP_OUTCOME_OK && !oom) {
+        p->difficulty.shares_sum += difficulty;
+        if (p->difficulty.vardiff.target_ms > 0)
+            kp_vardiff_share(&peer->vardiff, &p->difficulty.vardiff, difficulty, peer->difficulty,
+                             mono_ms);
+    }
     if (oom) {
         /* The submit can be neither recorded nor refused honestly: drop the session, the client
          * will resubmit elsewhere. Never answer "accepted" for an event we could not keep. */
@@ -159,7 +264,7 @@ void kp_protocol_handle(kp_protocol *p, kp_peer *peer, const char *msg, size_t l
         set_reply(reply, req.has_id, req.id, oc);
     } else {
         if (req.method == KP_METHOD_AUTHORIZE)
-            handle_authorize(p, peer, &req, reply);
+            handle_authorize(p, peer, &req, mono_ms, reply);
         else
             handle_submit(p, peer, &req, mono_ms, reply);
         kp_request_free(&req);

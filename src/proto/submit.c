@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "difficulty.h"
 #include "kupool/error.h"
 
 void kp_peer_free(kp_peer *peer)
@@ -9,6 +10,13 @@ void kp_peer_free(kp_peer *peer)
     free(peer->username);
     peer->username = NULL;
     kp_nonce_sets_free(&peer->nonces);
+    kp_job_difficulty_free(&peer->job_difficulty);
+}
+
+void kp_peer_prune(kp_peer *peer, int64_t oldest_valid_id)
+{
+    kp_nonce_sets_prune(&peer->nonces, oldest_valid_id);
+    kp_job_difficulty_prune(&peer->job_difficulty, oldest_valid_id);
 }
 
 static bool too_frequent(const kp_peer *peer, const kp_submit_env *env)
@@ -18,9 +26,10 @@ static bool too_frequent(const kp_peer *peer, const kp_submit_env *env)
 }
 
 kp_outcome kp_submit_check(kp_peer *peer, const kp_request *req, const kp_submit_env *env,
-                           kp_submit_params *params, bool *oom)
+                           kp_submit_params *params, uint64_t *difficulty, bool *oom)
 {
     *oom = false;
+    *difficulty = 1;
     if (!peer->username)
         return KP_OUTCOME_UNAUTHORIZED;
 
@@ -43,9 +52,10 @@ kp_outcome kp_submit_check(kp_peer *peer, const kp_request *req, const kp_submit
      * server hash just as well with fresh nonces, so that buys an attacker nothing. */
     kp_nonce_sets_prefetch(&peer->nonces, job->id, params->client_nonce,
                            params->client_nonce_len);
-    bool result_ok = kp_hasher_check(env->hasher, job->server_nonce, KP_SERVER_NONCE_HEX,
-                                     params->client_nonce, params->client_nonce_len,
-                                     params->result, params->result_len);
+    unsigned char digest[KP_DIGEST_LEN];
+    bool result_ok = kp_hasher_check_digest(env->hasher, job->server_nonce, KP_SERVER_NONCE_HEX,
+                                            params->client_nonce, params->client_nonce_len,
+                                            params->result, params->result_len, digest);
 
     if (kp_nonce_sets_contains(&peer->nonces, job->id, params->client_nonce,
                                params->client_nonce_len))
@@ -54,6 +64,14 @@ kp_outcome kp_submit_check(kp_peer *peer, const kp_request *req, const kp_submit
     if (!result_ok)
         return KP_OUTCOME_INVALID_RESULT;
 
+    /* SPEC §8, last: the digest the result check computed, against the job's target. With
+     * difficulty off (1) this is one compare. */
+    uint64_t d = env->fixed_difficulty
+                     ? env->fixed_difficulty
+                     : kp_job_difficulty_of(&peer->job_difficulty, job->id, peer->difficulty);
+    if (d > 1 && !kp_difficulty_met(digest, d))
+        return KP_OUTCOME_LOW_DIFFICULTY;
+
     if (kp_nonce_sets_add(&peer->nonces, job->id, params->client_nonce,
                           params->client_nonce_len) != 0) {
         *oom = true;
@@ -61,5 +79,6 @@ kp_outcome kp_submit_check(kp_peer *peer, const kp_request *req, const kp_submit
     }
     peer->last_accept_ms = env->mono_ms;
     peer->has_accepted = true;
+    *difficulty = d;
     return KP_OUTCOME_OK;
 }
