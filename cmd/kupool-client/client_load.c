@@ -54,6 +54,7 @@ typedef struct load {
     double start_ms;
     double period_ms; /* 1000 / -rate; 0 = no pacing (see unpaced) */
     bool unpaced;     /* -rate max: keep the pipeline full; else period_ms == 0 means idle */
+    bool idle;        /* -rate 0: sessions that follow the jobs, never submit, never search */
     bool guard;       /* -rate <= 1: respect the server's -min_submit_interval */
     double gap_ms;    /* the guard's wait after an accepted answer */
     kc_miner miner;   /* SPEC §8: the search, in slices on this loop */
@@ -225,6 +226,24 @@ static void arm(kc_session *s, double delay_ms)
     uv_timer_start(&s->pace, on_pace, delay_ms > 0 ? (uint64_t)ceil(delay_ms) : 0, 0);
 }
 
+/* Difficulty on, paced: the shares waiting go now, as many as the pipeline takes, unless the
+ * server's rate limit says wait (then the pace timer brings them). A share does not wait for a
+ * -rate slot: with jobs a second apart it would often die with its job first. */
+static void send_shares(load *L, kc_session *s)
+{
+    peer *p = &L->peers[index_of(L, s)];
+    if (L->draining || s->state != KC_STATE_READY || !kc_search_peek(&s->search))
+        return;
+    double now = kc_now_ms();
+    if (L->gap_ms > 0 && p->last_ok_ms > 0 && now < p->last_ok_ms + L->gap_ms) {
+        if (!uv_is_active((uv_handle_t *)&s->pace))
+            arm(s, p->last_ok_ms + L->gap_ms - now);
+        return;
+    }
+    while (kc_session_in_flight(s) < L->opt->pipeline && submit_one(L, s)) {
+    }
+}
+
 static void on_pace(uv_timer_t *t)
 {
     kc_session *s = t->data;
@@ -232,10 +251,12 @@ static void on_pace(uv_timer_t *t)
     peer *p = &L->peers[index_of(L, s)];
     if (L->draining || s->state != KC_STATE_READY)
         return;
+    if (s->search.on) {
+        send_shares(L, s);
+        return;
+    }
     double now = kc_now_ms();
-    /* With difficulty on, shares may be found faster than the server takes them at any -rate. */
-    bool guard = L->guard || (s->search.on && L->gap_ms > 0);
-    if (guard && p->last_ok_ms > 0 && now < p->last_ok_ms + L->gap_ms) {
+    if (L->guard && p->last_ok_ms > 0 && now < p->last_ok_ms + L->gap_ms) {
         arm(s, p->last_ok_ms + L->gap_ms - now);
         return;
     }
@@ -277,6 +298,8 @@ static void on_job(kc_session *s, int64_t prev_job_id)
         return;
     if (L->unpaced) {
         fill(L, s);
+    } else if (s->search.on) {
+        /* shares go as found (send_shares); no -rate schedule */
     } else if (prev_job_id == 0 && L->period_ms > 0) { /* first job on this connection: start at a random phase */
         peer *p = &L->peers[index_of(L, s)];
         double phase = kc_random_unit(&L->rng) * L->period_ms;
@@ -325,6 +348,8 @@ static void on_answer(kc_session *s, const kc_answer *a)
     }
     if (L->unpaced)
         fill(L, s);
+    else if (s->search.on)
+        send_shares(L, s);
 }
 
 static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint32_t lost,
@@ -351,13 +376,16 @@ static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint3
         finish(L);
 }
 
-/* The search queued a share: -rate max sends it now; paced sessions take it at their next
- * slot. */
+/* The search queued a share: it goes now, within the rate limit (-rate max: the pipeline). */
 static void on_share(kc_session *s)
 {
     load *L = s->client->mode;
-    if (L->unpaced && !L->draining)
+    if (L->draining)
+        return;
+    if (L->unpaced)
         fill(L, s);
+    else
+        send_shares(L, s);
 }
 
 static void on_difficulty(kc_session *s, uint64_t difficulty)
@@ -512,7 +540,9 @@ static int run(load *L, const kc_target *target)
     uv_signal_start(&L->sigint, on_signal, SIGINT);
     uv_signal_start(&L->sigterm, on_signal, SIGTERM);
 
-    kc_miner_start(&L->miner, loop, L->sessions, L->n, opt->hashrate == 0, on_share);
+    /* Idle sessions (-rate 0) neither submit nor search: the miner gets none of them. */
+    kc_miner_start(&L->miner, loop, L->sessions, L->idle ? 0 : L->n, opt->hashrate == 0,
+                   on_share);
     KP_INFO(MODULE, "starting", KP_QSTR("addr", target->url), KP_UINT("sessions", L->n),
             KP_UINT("duration_ms", opt->duration_ms), KP_STR("rate", L->sum.rate_text),
             KP_UINT("pipeline", opt->pipeline), KP_UINT("connect_rate", opt->connect_rate),
@@ -539,6 +569,7 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     L->opt = opt;
     L->n = opt->sessions;
     L->unpaced = opt->rate_max;
+    L->idle = !opt->rate_max && opt->rate == 0;
     L->period_ms = opt->rate > 0 ? 1000.0 / opt->rate : 0;
     L->guard = opt->rate > 0 && opt->rate <= 1.0 && opt->min_submit_interval_ms > 0;
     if (opt->min_submit_interval_ms)
