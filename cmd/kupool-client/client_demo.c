@@ -338,6 +338,8 @@ int kc_demo_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
                 KP_UINT("accepted_hashrate", secs > 0 ? (uint64_t)(d.difficulty_sum / secs) : 0),
                 KP_FLOAT("slice_p99_ms",
                          (double)kc_histogram_percentile(&d.miner.slice_us, 99) / 1000.0),
+                KP_FLOAT("slice_cpu_p99_ms",
+                         (double)kc_histogram_percentile(&d.miner.slice_cpu_us, 99) / 1000.0),
                 KP_FLOAT("slice_max_ms", round3((double)d.miner.slice_max_ns / 1e6)),
                 KP_FLOAT("loop_delay_p99_ms",
                          (double)kc_histogram_percentile(&d.miner.tick_late_us, 99) / 1000.0));

@@ -475,6 +475,7 @@ static void report(load *L)
     sum->slices = L->miner.slices;
     sum->slice_max_ms = (double)L->miner.slice_max_ns / 1e6;
     sum->slice_p99_ms = (double)kc_histogram_percentile(&L->miner.slice_us, 99) / 1000.0;
+    sum->slice_cpu_p99_ms = (double)kc_histogram_percentile(&L->miner.slice_cpu_us, 99) / 1000.0;
     sum->loop_delay_p99_ms = (double)kc_histogram_percentile(&L->miner.tick_late_us, 99) / 1000.0;
     sum->loop_delay_max_ms = (double)L->miner.tick_late_us.max / 1000.0;
     sum->search_busy_s = (double)L->miner.busy_ns / 1e9;

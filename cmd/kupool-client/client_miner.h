@@ -38,7 +38,8 @@ typedef struct kc_miner {
     uint64_t slices;
     uint64_t busy_ns;
     uint64_t slice_max_ns;
-    kc_histogram slice_us;   /* each slice that hashed, µs */
+    kc_histogram slice_us;   /* each slice that hashed, µs of wall time (preemption included) */
+    kc_histogram slice_cpu_us; /* the same slices in this thread's CPU time: their own cost */
     kc_histogram tick_late_us; /* how late each tick ran: the loop's delay, all work included */
     uint64_t last_tick_ns;
 } kc_miner;

@@ -57,6 +57,7 @@ typedef struct kc_summary {
     uint64_t slices;            /* search slices run on the loop */
     double slice_max_ms;        /* the longest: the most the search held the loop */
     double slice_p99_ms;
+    double slice_cpu_p99_ms;    /* the same in CPU time: without the OS's preemption */
     double loop_delay_p99_ms, loop_delay_max_ms; /* lateness of the search's 10 ms tick */
     double search_busy_s;       /* the loop's time spent in them */
     /* the client process */
