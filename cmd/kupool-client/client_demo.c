@@ -13,8 +13,11 @@
 #define MODULE "client.demo"
 /* Added to -min_submit_interval: covers clock granularity at both ends. */
 #define GAP_MARGIN_MS 10.0
-/* Jobs without a difficulty change before the log says the difficulty is steady. */
+/* The log calls a difficulty steady once it held for this many jobs and accepted shares: a pool
+ * judges a share rate by a dozen or more shares (KuPool's rule, src/proto/vardiff.h, waits for
+ * 16), so fewer would call a pause in the climb "steady". */
 #define STEADY_JOBS 3
+#define STEADY_SHARES 16
 /* Without a new job, the current one is answered again this long after the last submit. */
 #define KEEPALIVE_MS 60000.0
 #define CONNECT_TIMEOUT_MS 10000u
@@ -43,6 +46,8 @@ typedef struct demo {
     double start_ms;
     uint64_t difficulty;       /* the last one announced, 0 = none yet */
     uint32_t jobs_unchanged;   /* jobs since the last change */
+    uint32_t shares_unchanged; /* accepted shares since the last change */
+    bool steady_logged;        /* "difficulty steady" said for this difficulty */
     uint64_t job_hashes;       /* search.hashes at the previous job */
     double job_ms;             /* and when it came */
     double last_share_ms;      /* arrival of the last accepted share's answer, 0 = none */
@@ -178,11 +183,16 @@ static void on_job(kc_session *s, int64_t prev_job_id)
     double rate = job_hashrate(d, sr);
     KP_INFO(MODULE, "job", KP_INT("job_id", s->job_id), KP_STR("nonce", s->server_nonce),
             KP_UINT("difficulty", sr->difficulty), KP_UINT("hashrate", (uint64_t)rate));
-    if (++d->jobs_unchanged == STEADY_JOBS)
+    d->jobs_unchanged++;
+    if (!d->steady_logged && d->jobs_unchanged >= STEADY_JOBS &&
+        d->shares_unchanged >= STEADY_SHARES) {
+        d->steady_logged = true;
         KP_INFO(MODULE, "difficulty steady", KP_UINT("difficulty", sr->difficulty),
-                KP_UINT("jobs", STEADY_JOBS), KP_UINT("hashrate", (uint64_t)rate),
+                KP_UINT("jobs", d->jobs_unchanged), KP_UINT("shares", d->shares_unchanged),
+                KP_UINT("hashrate", (uint64_t)rate),
                 KP_FLOAT("mean_share_interval_s",
                          rate > 0 ? round3((double)sr->difficulty / rate) : 0));
+    }
     schedule(d);
 }
 
@@ -203,6 +213,8 @@ static void on_difficulty(kc_session *s, uint64_t difficulty)
             KP_FLOAT("mean_share_interval_s", rate > 0 ? round3((double)difficulty / rate) : 0));
     d->difficulty = difficulty;
     d->jobs_unchanged = 0;
+    d->shares_unchanged = 0;
+    d->steady_logged = false;
 }
 
 static void on_share(kc_session *s)
@@ -221,6 +233,8 @@ static void on_answer(kc_session *s, const kc_answer *a)
         d->accepted++;
         d->last_ok_ms = kc_now_ms();
         d->difficulty_sum += (double)a->difficulty;
+        if (on && a->difficulty == d->difficulty)
+            d->shares_unchanged++;
         if (on) {
             double gap = d->last_share_ms > 0 ? (d->last_ok_ms - d->last_share_ms) / 1000.0 : 0;
             d->last_share_ms = d->last_ok_ms;
