@@ -13,11 +13,13 @@
 #define MODULE "client.demo"
 /* Added to -min_submit_interval: covers clock granularity at both ends. */
 #define GAP_MARGIN_MS 10.0
-/* The log calls a difficulty steady once it held for this many jobs and accepted shares: a pool
- * judges a share rate by a dozen or more shares (KuPool's rule, src/proto/vardiff.h, waits for
- * 16), so fewer would call a pause in the climb "steady". */
+/* The log calls the difficulty steady once it stayed within a factor STEADY_BAND of where it last
+ * jumped for this many jobs and accepted shares: a pool judges a share rate by a dozen or more
+ * shares (KuPool's rule, src/proto/vardiff.h, waits for 16), so fewer would call a pause in the
+ * climb "steady"; and the small steps a pool takes after a quiet spell (5% down) are not a climb. */
 #define STEADY_JOBS 3
 #define STEADY_SHARES 16
+#define STEADY_BAND 2.0
 /* Without a new job, the current one is answered again this long after the last submit. */
 #define KEEPALIVE_MS 60000.0
 #define CONNECT_TIMEOUT_MS 10000u
@@ -45,9 +47,10 @@ typedef struct demo {
     kc_miner miner;
     double start_ms;
     uint64_t difficulty;       /* the last one announced, 0 = none yet */
-    uint32_t jobs_unchanged;   /* jobs since the last change */
-    uint32_t shares_unchanged; /* accepted shares since the last change */
-    bool steady_logged;        /* "difficulty steady" said for this difficulty */
+    uint64_t steady_from;      /* the difficulty after the last jump (a change beyond STEADY_BAND) */
+    uint32_t jobs_unchanged;   /* jobs since that jump */
+    uint32_t shares_unchanged; /* accepted shares since, within STEADY_BAND of steady_from */
+    bool steady_logged;        /* "difficulty steady" said since that jump */
     uint64_t job_hashes;       /* search.hashes at the previous job */
     double job_ms;             /* and when it came */
     double last_share_ms;      /* arrival of the last accepted share's answer, 0 = none */
@@ -196,6 +199,12 @@ static void on_job(kc_session *s, int64_t prev_job_id)
     schedule(d);
 }
 
+static bool within_band(uint64_t d, uint64_t from)
+{
+    return from != 0 && (double)d <= (double)from * STEADY_BAND &&
+           (double)d * STEADY_BAND >= (double)from;
+}
+
 /* The log says plainly which way the difficulty went, and what it means at this hashrate. */
 static void on_difficulty(kc_session *s, uint64_t difficulty)
 {
@@ -208,13 +217,17 @@ static void on_difficulty(kc_session *s, uint64_t difficulty)
                        : difficulty > d->difficulty ? "difficulty raised"
                        : difficulty < d->difficulty ? "difficulty lowered"
                                                     : "difficulty repeated";
+    double factor = d->difficulty ? (double)difficulty / (double)d->difficulty : 0;
     KP_INFO(MODULE, what, KP_UINT("difficulty", difficulty), KP_UINT("previous", d->difficulty),
-            KP_UINT("hashrate", (uint64_t)rate),
+            KP_FLOAT("factor", round3(factor)), KP_UINT("hashrate", (uint64_t)rate),
             KP_FLOAT("mean_share_interval_s", rate > 0 ? round3((double)difficulty / rate) : 0));
     d->difficulty = difficulty;
-    d->jobs_unchanged = 0;
-    d->shares_unchanged = 0;
-    d->steady_logged = false;
+    if (!within_band(difficulty, d->steady_from)) { /* a jump: the steadiness count restarts */
+        d->steady_from = difficulty;
+        d->jobs_unchanged = 0;
+        d->shares_unchanged = 0;
+        d->steady_logged = false;
+    }
 }
 
 static void on_share(kc_session *s)
@@ -233,7 +246,7 @@ static void on_answer(kc_session *s, const kc_answer *a)
         d->accepted++;
         d->last_ok_ms = kc_now_ms();
         d->difficulty_sum += (double)a->difficulty;
-        if (on && a->difficulty == d->difficulty)
+        if (on && within_band(a->difficulty, d->steady_from))
             d->shares_unchanged++;
         if (on) {
             double gap = d->last_share_ms > 0 ? (d->last_ok_ms - d->last_share_ms) / 1000.0 : 0;
@@ -275,6 +288,7 @@ static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint3
     d->last_ok_ms = 0;
     d->answered_job = 0;
     d->difficulty = 0; /* a new connection announces its own */
+    d->steady_from = 0;
     d->last_share_ms = 0;
     d->job_ms = 0;
     if (why == KC_DOWN_STOPPED)
