@@ -451,13 +451,16 @@ static void test_judged_at_the_jobs_difficulty(void **state)
     find_nonce(f, 2, 8, 10, eight);
     assert_string_equal(submit(f, 3, 2, eight, NULL), "{\"id\":3,\"result\":true}");
     assert_int_equal(f->sink.last.difficulty, 256);
-    /* the history keeps what valid jobs need and no more */
-    assert_int_equal(f->peer.job_difficulty.n, 2);
-    kp_peer_prune(&f->peer, 2);
+    /* the history keeps what valid jobs need and no more: one older step (job 1 at 1024) until
+     * job 1 expires, then none, and no heap */
     assert_int_equal(f->peer.job_difficulty.n, 1);
-    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 2, 7), 256);
-    /* a valid job never sent to the session: its current difficulty */
-    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 1, f->peer.difficulty), 256);
+    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 1, 256), 1024);
+    kp_peer_prune(&f->peer, 2);
+    assert_int_equal(f->peer.job_difficulty.n, 0);
+    assert_null(f->peer.job_difficulty.older);
+    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 2, 256), 256);
+    /* a valid job never sent to the session (older than its first): its current difficulty */
+    assert_int_equal(kp_job_difficulty_of(&f->peer.job_difficulty, 1, 256), 256);
 }
 
 static void test_difficulty_buckets(void **state)

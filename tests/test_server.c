@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include <openssl/hmac.h>
 
 #include "testsupport.h"
+#include "ws.h"
 
 #define LINE_MAX_TEST 8192
 #define REPLY_TIMEOUT_MS 5000
@@ -1623,6 +1625,380 @@ static void clear_kup_environment(void)
     }
 }
 
+/* ---- SPEC §8: difficulty on the wire, TCP and WebSocket ----------------------------------- */
+
+/* A miner connection over either transport: lines over TCP, text frames over WebSocket (the
+ * server's own framer as the client side). Received messages wait in `inbox`, "\n"-separated. */
+typedef struct wire {
+    int fd;
+    kp_ws *ws; /* NULL for TCP */
+    char inbox[1 << 16];
+    size_t inbox_len;
+    int open, closed;
+} wire;
+
+static int wire_send_cb(void *user, const char *data, size_t len)
+{
+    return kp_try_send(((wire *)user)->fd, data, len);
+}
+
+static void wire_text_cb(void *user, const char *msg, size_t len)
+{
+    wire *w = user;
+    assert_true(w->inbox_len + len + 1 <= sizeof(w->inbox));
+    memcpy(w->inbox + w->inbox_len, msg, len);
+    w->inbox_len += len;
+    w->inbox[w->inbox_len++] = '\n';
+}
+
+static void wire_open_cb(void *user) { ((wire *)user)->open = 1; }
+static void wire_close_cb(void *user, uint16_t code, const char *why) { ((wire *)user)->closed = 1; }
+
+static const kp_ws_callbacks wire_cb = {
+    .send = wire_send_cb, .on_text = wire_text_cb, .on_open = wire_open_cb, .on_close = wire_close_cb};
+
+static int wire_pump(wire *w, int timeout_ms)
+{
+    struct pollfd pf = {.fd = w->fd, .events = POLLIN};
+    if (poll(&pf, 1, timeout_ms) <= 0)
+        return -1;
+    char buf[8192];
+    ssize_t n = read(w->fd, buf, sizeof(buf));
+    if (n <= 0)
+        return -2;
+    kp_ws_feed(w->ws, buf, (size_t)n);
+    return 0;
+}
+
+static void wire_open(wire *w, kp_proc *p, int websocket)
+{
+    memset(w, 0, sizeof(*w));
+    if (!websocket) {
+        w->fd = kp_connect(p->port, 0);
+        return;
+    }
+    w->fd = kp_connect(kp_proc_listen_port(p, "ws.server", 5000), 0);
+    assert_int_equal(kp_ws_client_new(&wire_cb, w, "127.0.0.1", "/", 1 << 16, &w->ws), 0);
+    uint64_t deadline = kp_test_now_ms() + REPLY_TIMEOUT_MS;
+    while (!w->open && !w->closed && kp_test_now_ms() < deadline)
+        if (wire_pump(w, 100) == -2)
+            break;
+    assert_true(w->open);
+}
+
+static void wire_sendf(wire *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wire_sendf(wire *w, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(msg) - 1);
+    if (w->ws) {
+        assert_int_equal(kp_ws_send_text(w->ws, msg, (size_t)n), 0);
+    } else {
+        msg[n] = '\n';
+        kp_send(w->fd, msg, (size_t)n + 1);
+    }
+}
+
+/* The next message (without "\n"); fails on a timeout or a close. */
+static void wire_recv(wire *w, char *out, size_t cap)
+{
+    if (!w->ws) {
+        kp_expect_line(w->fd, out, cap, REPLY_TIMEOUT_MS);
+        return;
+    }
+    uint64_t deadline = kp_test_now_ms() + REPLY_TIMEOUT_MS;
+    for (;;) {
+        char *nl = memchr(w->inbox, '\n', w->inbox_len);
+        if (nl) {
+            size_t n = (size_t)(nl - w->inbox);
+            assert_true(n < cap);
+            memcpy(out, w->inbox, n);
+            out[n] = '\0';
+            memmove(w->inbox, nl + 1, w->inbox_len - n - 1);
+            w->inbox_len -= n + 1;
+            return;
+        }
+        uint64_t now = kp_test_now_ms();
+        if (w->closed || now >= deadline)
+            fail_msg("no message: %s", w->closed ? "closed" : "timeout");
+        if (wire_pump(w, (int)(deadline - now)) == -2)
+            fail_msg("connection closed");
+    }
+}
+
+static void wire_close(wire *w)
+{
+    kp_ws_free(w->ws);
+    kp_close(w->fd);
+}
+
+/* The miner's view: the current difficulty and target, the jobs with the difficulty each came
+ * at. Every job must come right after a set_difficulty, or at the difficulty already told. */
+typedef struct miner {
+    wire w;
+    uint64_t difficulty; /* 0 until told */
+    char target[65];
+    int64_t job_id[64];
+    char job_nonce[64][33];
+    uint64_t job_difficulty[64];
+    char job_target[64][65];
+    int jobs;
+    int set_difficulty_lines;
+    int job_lines_after_set; /* jobs that directly followed a set_difficulty */
+    int pending_set;         /* a set_difficulty was the last notification */
+} miner;
+
+static int parse_set_difficulty(const char *line, uint64_t *d, char target[65])
+{
+    unsigned long long v = 0;
+    int end = 0;
+    if (sscanf(line, "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":%llu,"
+                     "\"target\":\"%64[0-9a-f]\"}}%n", &v, target, &end) != 2 ||
+        line[end] != '\0' || strlen(target) != 64)
+        return 0;
+    *d = v;
+    return 1;
+}
+
+/* Takes one notification; returns 0 for anything else (a response). */
+static int miner_take(miner *m, const char *line)
+{
+    uint64_t d;
+    char target[65];
+    if (parse_set_difficulty(line, &d, target)) {
+        if (m->pending_set)
+            fail_msg("two set_difficulty without a job between them: %s", line);
+        m->difficulty = d;
+        memcpy(m->target, target, sizeof(target));
+        m->set_difficulty_lines++;
+        m->pending_set = 1;
+        return 1;
+    }
+    int64_t id;
+    char nonce[33];
+    if (!parse_job(line, &id, nonce))
+        return 0;
+    if (m->difficulty == 0)
+        fail_msg("a job before any set_difficulty: %s", line);
+    assert_true(m->jobs < 64);
+    m->job_id[m->jobs] = id;
+    memcpy(m->job_nonce[m->jobs], nonce, sizeof(nonce));
+    m->job_difficulty[m->jobs] = m->difficulty;
+    memcpy(m->job_target[m->jobs], m->target, sizeof(m->target));
+    m->jobs++;
+    m->job_lines_after_set += m->pending_set;
+    m->pending_set = 0;
+    return 1;
+}
+
+/* The next response, taking notifications on the way. */
+static void miner_reply(miner *m, char *buf, size_t cap)
+{
+    for (;;) {
+        wire_recv(&m->w, buf, cap);
+        if (!miner_take(m, buf))
+            return;
+    }
+}
+
+static void miner_expect(miner *m, const char *want)
+{
+    char buf[LINE_MAX_TEST];
+    miner_reply(m, buf, sizeof(buf));
+    assert_string_equal(buf, want);
+}
+
+/* Reads notifications until `jobs` jobs were seen. */
+static void miner_wait_jobs(miner *m, int jobs)
+{
+    char buf[LINE_MAX_TEST];
+    while (m->jobs < jobs) {
+        wire_recv(&m->w, buf, sizeof(buf));
+        if (!miner_take(m, buf))
+            fail_msg("expected a notification, got: %s", buf);
+    }
+}
+
+/* A client nonce for job `j` whose hash is <= `le_target` and, when `gt_target` is given, above
+ * it: the digest as hex compares like the number (both 64 lowercase digits). */
+static void miner_search(const miner *m, int j, const char *le_target, const char *gt_target,
+                         char nonce[17], char result[65])
+{
+    for (uint64_t i = 0; i < 50000000; i++) {
+        snprintf(nonce, 17, "%016" PRIx64, i);
+        kp_test_result(m->job_nonce[j], nonce, result);
+        if ((le_target == NULL || strcmp(result, le_target) <= 0) &&
+            (gt_target == NULL || strcmp(result, gt_target) > 0))
+            return;
+    }
+    fail_msg("no nonce found for job %" PRId64, m->job_id[j]);
+}
+
+static void miner_submit(miner *m, int64_t id, int j, const char *nonce, const char *result)
+{
+    wire_sendf(&m->w,
+               "{\"id\":%" PRId64 ",\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+               ",\"client_nonce\":\"%s\",\"result\":\"%s\"}}",
+               id, m->job_id[j], nonce, result);
+}
+
+static const char TARGET_256[] = "00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
+/* -difficulty 256: set_difficulty right after the authorize response, before the first job, then
+ * never again (it does not change); a low and an acceptable share get the exact answers. */
+static void fixed_difficulty_case(kp_proc *p, int websocket)
+{
+    miner m = {0};
+    wire_open(&m.w, p, websocket);
+    wire_sendf(&m.w, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"hard\"}}");
+    char buf[LINE_MAX_TEST];
+    wire_recv(&m.w, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"id\":1,\"result\":true}");
+    wire_recv(&m.w, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":256,"
+                             "\"target\":\"00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"}}");
+    assert_true(miner_take(&m, buf));
+    wire_recv(&m.w, buf, sizeof(buf));
+    assert_true(miner_take(&m, buf));
+    assert_int_equal(m.jobs, 1);
+
+    char low[17], good[17], low_result[65], good_result[65];
+    miner_search(&m, 0, NULL, TARGET_256, low, low_result);
+    miner_search(&m, 0, TARGET_256, NULL, good, good_result);
+    miner_submit(&m, 2, 0, low, "00");
+    miner_expect(&m, "{\"id\":2,\"result\":false,\"error\":\"Invalid result\"}");
+    miner_submit(&m, 3, 0, low, low_result);
+    miner_expect(&m, "{\"id\":3,\"result\":false,\"error\":\"Low difficulty share\"}");
+    miner_submit(&m, 4, 0, good, good_result);
+    miner_expect(&m, "{\"id\":4,\"result\":true}");
+    miner_submit(&m, 5, 0, good, good_result);
+    miner_expect(&m, "{\"id\":5,\"result\":false,\"error\":\"Duplicate submission\"}");
+
+    /* the next jobs come bare: the difficulty did not change */
+    miner_wait_jobs(&m, 3);
+    assert_int_equal(m.set_difficulty_lines, 1);
+    wire_close(&m.w);
+}
+
+static void test_difficulty_fixed(void **state)
+{
+    const char *args[] = {"-difficulty", "256", "-interval", "300ms", "-expire", "10s",
+                          "-min_submit_interval", "0", "-ws_addr", "127.0.0.1:0",
+                          "-http_addr", "127.0.0.1:0", NULL};
+    kp_proc *p = server_start(*state, args);
+    int admin = kp_proc_listen_port(p, "http.admin", 5000);
+    fixed_difficulty_case(p, 0);
+    fixed_difficulty_case(p, 1);
+    wait_metric(admin, "kupool_shares_difficulty_total", 512, 5000);
+    wait_metric(admin, "kupool_submits_total{outcome=\"low_difficulty\"}", 2, 5000);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    assert_non_null(strstr(p->log, "stopped accepted=2 "));
+}
+
+/* Vardiff from 4096 with a 100 ms target and no shares: every job lowers the difficulty (silence)
+ * until -vardiff_min, each time with a set_difficulty right before the job; then a submit for the
+ * job before a change is judged at that job's difficulty, not the new one. */
+static void vardiff_case(kp_proc *p, int websocket)
+{
+    miner m = {0};
+    wire_open(&m.w, p, websocket);
+    wire_sendf(&m.w, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"vd\"}}");
+    char buf[LINE_MAX_TEST];
+    wire_recv(&m.w, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"id\":1,\"result\":true}");
+    miner_wait_jobs(&m, 2);
+    assert_int_equal(m.job_difficulty[0], 4096);
+    assert_true(m.job_difficulty[1] < 4096);
+    assert_int_equal(m.job_lines_after_set, 2);
+
+    /* a share for job 1 that meets job 2's difficulty but not job 1's: judged at job 1's */
+    char nonce[17], result[65];
+    miner_search(&m, 0, m.job_target[1], m.job_target[0], nonce, result);
+    miner_submit(&m, 2, 0, nonce, result);
+    miner_expect(&m, "{\"id\":2,\"result\":false,\"error\":\"Low difficulty share\"}");
+    /* the same hash difficulty for the job sent at the lower difficulty is accepted */
+    int j = 1;
+    miner_search(&m, j, m.job_target[j], NULL, nonce, result);
+    miner_submit(&m, 3, j, nonce, result);
+    miner_expect(&m, "{\"id\":3,\"result\":true}");
+
+    /* down to the minimum: a set_difficulty before every job whose difficulty changed, and jobs
+     * without one once it stays */
+    uint64_t deadline = kp_test_now_ms() + 15000;
+    while (m.difficulty != 512 && kp_test_now_ms() < deadline)
+        miner_wait_jobs(&m, m.jobs + 1);
+    assert_int_equal(m.difficulty, 512);
+    int sets = m.set_difficulty_lines;
+    miner_wait_jobs(&m, m.jobs + 2);
+    assert_int_equal(m.set_difficulty_lines, sets);
+    for (int k = 1; k < m.jobs; k++)
+        if (m.job_difficulty[k] != m.job_difficulty[k - 1])
+            assert_true(m.job_difficulty[k] < m.job_difficulty[k - 1]);
+    assert_int_equal(m.job_lines_after_set, m.set_difficulty_lines);
+    wire_close(&m.w);
+}
+
+static void test_vardiff_on_the_wire(void **state)
+{
+    const char *args[] = {"-difficulty", "4096", "-vardiff_target", "100ms", "-vardiff_min", "512",
+                          "-interval", "300ms", "-expire", "10s", "-min_submit_interval", "0",
+                          "-ws_addr", "127.0.0.1:0", NULL};
+    kp_proc *p = server_start(*state, args);
+    vardiff_case(p, 0);
+    vardiff_case(p, 1);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+}
+
+/* With the defaults nothing on the wire changes (SPEC §2 byte for byte): the authorize response
+ * and the job, no set_difficulty, and every accepted share counts as difficulty 1. */
+static void test_difficulty_off_by_default(void **state)
+{
+    const char *args[] = {"-interval", "300ms", "-min_submit_interval", "0", "-ws_addr",
+                          "127.0.0.1:0", "-http_addr", "127.0.0.1:0", NULL};
+    kp_proc *p = server_start(*state, args);
+    int admin = kp_proc_listen_port(p, "http.admin", 5000);
+    for (int websocket = 0; websocket < 2; websocket++) {
+        wire w;
+        wire_open(&w, p, websocket);
+        wire_sendf(&w, "{\"id\":1,\"method\":\"authorize\",\"params\":{\"username\":\"plain\"}}");
+        char buf[LINE_MAX_TEST];
+        wire_recv(&w, buf, sizeof(buf));
+        assert_string_equal(buf, "{\"id\":1,\"result\":true}");
+        int64_t job_id = 0;
+        char nonce[33];
+        for (int k = 0; k < 3; k++) {
+            wire_recv(&w, buf, sizeof(buf));
+            if (!parse_job(buf, &job_id, nonce))
+                fail_msg("expected a job line, got: %s", buf);
+            char want[160];
+            snprintf(want, sizeof(want),
+                     "{\"id\":null,\"method\":\"job\",\"params\":{\"job_id\":%" PRId64
+                     ",\"server_nonce\":\"%s\"}}",
+                     job_id, nonce);
+            assert_string_equal(buf, want);
+        }
+        char result[65];
+        kp_test_result(nonce, "0f", result);
+        wire_sendf(&w,
+                   "{\"id\":2,\"method\":\"submit\",\"params\":{\"job_id\":%" PRId64
+                   ",\"client_nonce\":\"0f\",\"result\":\"%s\"}}",
+                   job_id, result);
+        do
+            wire_recv(&w, buf, sizeof(buf));
+        while (parse_job(buf, &job_id, nonce));
+        assert_string_equal(buf, "{\"id\":2,\"result\":true}");
+        wire_close(&w);
+    }
+    wait_metric(admin, "kupool_shares_difficulty_total", 2, 5000);
+    assert_true(strstr(p->log, "set_difficulty") == NULL);
+    assert_int_equal(server_stop(p, SIGTERM), 0);
+    assert_non_null(strstr(p->log, "stopped accepted=2 "));
+}
+
 int main(void)
 {
     clear_kup_environment();
@@ -1644,6 +2020,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_fields_not_forged, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_drain_deadline, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_flood_does_not_starve, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_difficulty_fixed, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vardiff_on_the_wire, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_difficulty_off_by_default, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_command_line),
     };
     /* KP_TEST_FILTER=test_slow* runs only the matching tests (a cmocka glob). */

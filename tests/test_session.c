@@ -362,6 +362,42 @@ static void test_job_line_goes_out_zero_copy(void **state)
     assert_int_equal(f->rec.out_len, before + strlen(JOB));
 }
 
+/* SPEC §8: with difficulty on, the session writes its own set_difficulty right before the job:
+ * after the authorize response, and before a later job only when its difficulty changed; the job
+ * line itself still goes out as the shared one. */
+#define SET_256 "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":256,\"target\":" \
+                "\"00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"}}\n"
+
+static void test_set_difficulty_before_the_job(void **state)
+{
+    fixture *f = *state;
+    kp_protocol_set_difficulty(&f->proto, 256, (kp_vardiff_params){0});
+    open_session(f, false);
+    feed_str(f, AUTH);
+    assert_output(f, AUTH_OK SET_256 JOB);
+    assert_int_equal(f->rec.writes, 1);
+    size_t before = f->rec.out_len;
+    kp_session_send_job(f->sess, f->job, 8); /* unchanged: the job alone, zero copy */
+    assert_int_equal(f->rec.line_writes, 1);
+    assert_int_equal(f->rec.out_len, before + strlen(JOB));
+
+    /* vardiff lowers it after a silence: the new set_difficulty, then the shared job line */
+    kp_protocol_set_difficulty(&f->proto, 256, (kp_vardiff_params){.target_ms = 100, .min = 1,
+                                                                    .max = 1 << 20});
+    f->now += 1000;
+    before = f->rec.out_len;
+    int writes_before = f->rec.writes;
+    kp_session_send_job(f->sess, f->job, 9);
+    f->rec.out[f->rec.out_len] = '\0';
+    const char *sent = f->rec.out + before;
+    assert_memory_equal(sent, "{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":64,",
+                        strlen("{\"id\":null,\"method\":\"set_difficulty\",\"params\":{\"difficulty\":64,"));
+    assert_string_equal(strchr(sent, '\n') + 1, JOB);
+    /* one write for both: the notification and a copy of the job line */
+    assert_int_equal(f->rec.line_writes, 1);
+    assert_int_equal(f->rec.writes, writes_before + 1);
+}
+
 static void test_websocket_frames_above_the_same_conn(void **state)
 {
     fixture *f = *state;
@@ -412,6 +448,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_budget_defers_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_line_goes_out_zero_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_websocket_frames_above_the_same_conn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_difficulty_before_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_of_stream_closes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

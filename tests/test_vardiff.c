@@ -148,16 +148,43 @@ static void test_burst_capped(void **state)
     assert_int_equal(kp_vardiff_retarget(&v, &p, 400, 2001), 400);
 }
 
-/* Too few shares and no long silence: no change. */
+/* Fast climb: 8 shares at one a second with a 10 s target (a session held by the rate limit) ask
+ * for x14; even read pessimistically that is over x4, so D goes x4 at once. 8 shares that ask
+ * for x3, or 3 shares whatever they ask, wait for more. */
+static void test_fast_climb(void **state)
+{
+    (void)state;
+    kp_vardiff_params p = {.target_ms = 10000, .min = 1, .max = UINT64_C(1) << 53};
+    kp_vardiff v;
+    kp_vardiff_start(&v, 0);
+    for (int i = 1; i <= 8; i++)
+        kp_vardiff_share(&v, &p, 10, 10, (uint64_t)i * 1000);
+    assert_int_equal(kp_vardiff_retarget(&v, &p, 10, 8000), 40);
+
+    kp_vardiff_start(&v, 0);
+    for (int i = 1; i <= 8; i++) /* a share every 4.8 s: x3 wanted */
+        kp_vardiff_share(&v, &p, 10, 10, (uint64_t)i * 4800);
+    assert_int_equal(kp_vardiff_retarget(&v, &p, 10, 38400), 10);
+
+    kp_vardiff_start(&v, 0);
+    for (int i = 1; i <= 3; i++)
+        kp_vardiff_share(&v, &p, 10, 10, (uint64_t)i);
+    assert_int_equal(kp_vardiff_retarget(&v, &p, 10, 4), 10);
+}
+
+/* Fewer than 16 shares asking for x2 (outside the dead band, far from the fast climb's x4 read
+ * pessimistically), and no long silence: no change until the 16th share. */
 static void test_no_evidence_no_change(void **state)
 {
     (void)state;
     kp_vardiff_params p = {.target_ms = 10000, .min = 1, .max = 1000000};
     kp_vardiff v;
     kp_vardiff_start(&v, 0);
-    for (int i = 0; i < KP_VARDIFF_MIN_SHARES - 1; i++)
-        kp_vardiff_share(&v, &p, 50, 50, 100 + (uint64_t)i);
-    assert_int_equal(kp_vardiff_retarget(&v, &p, 50, 19999), 50);
+    for (int i = 1; i < KP_VARDIFF_MIN_SHARES; i++)
+        kp_vardiff_share(&v, &p, 50, 50, (uint64_t)i * 7000);
+    assert_int_equal(kp_vardiff_retarget(&v, &p, 50, 108000), 50);
+    kp_vardiff_share(&v, &p, 50, 50, 108500);
+    assert_int_equal(kp_vardiff_retarget(&v, &p, 50, 109000), 105); /* 1.44 x 800 / 109 s x 10 s / 50: x2.1 */
 }
 
 /* Silence of 2 x target lowers D at the next job, the longer the more (x4 at most), and only once
@@ -221,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_steady_rate_converges_and_stays),
         cmocka_unit_test(test_random_shares_stay_near),
         cmocka_unit_test(test_burst_capped),
+        cmocka_unit_test(test_fast_climb),
         cmocka_unit_test(test_no_evidence_no_change),
         cmocka_unit_test(test_silence_lowers),
         cmocka_unit_test(test_min_max_hold),

@@ -119,18 +119,19 @@ static void emit(kp_session *sess, const char *line, size_t len, kp_shared_line 
         put(sess, line, len, shared);
 }
 
-/* SPEC §8: a set_difficulty directly before the job it applies to, when one is due. The job line
- * itself stays the shared one; only this session's own notification is formatted for it. */
-static void emit_difficulty(kp_session *sess, int64_t job_id)
+/* SPEC §8: the set_difficulty due before job `job_id` into buf (KP_SET_DIFFICULTY_MAX bytes), or
+ * 0 when none is due. Off (the default), this is one load and no call per session per broadcast. */
+static size_t difficulty_line(kp_session *sess, int64_t job_id, char *buf)
 {
     kp_protocol *p = sess->env->protocol;
     if (!p->difficulty.on)
-        return; /* the default: not even a call per session per broadcast */
-    char line[KP_SET_DIFFICULTY_MAX];
-    size_t len = kp_protocol_job_sent(p, &sess->peer, job_id, sess->env->hooks->now_ms(sess->env->ctx),
-                                      line);
-    emit(sess, line, len, NULL);
+        return 0;
+    return kp_protocol_job_sent(p, &sess->peer, job_id, sess->env->hooks->now_ms(sess->env->ctx),
+                                buf);
 }
+
+/* Room for a set_difficulty and a job line together (a job line is about 100 bytes). */
+#define NOTICE_AND_JOB_MAX (KP_SET_DIFFICULTY_MAX + 192)
 
 void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
 {
@@ -139,7 +140,16 @@ void kp_session_send_job(kp_session *sess, kp_shared_line *line, int64_t job_id)
     sess->last_job_id = job_id;
     if (sess->draining)
         return;
-    emit_difficulty(sess, job_id);
+    char buf[NOTICE_AND_JOB_MAX];
+    size_t n = difficulty_line(sess, job_id, buf);
+    if (n > 0 && !sess->ws && n + line->len <= sizeof buf) {
+        /* A session whose difficulty changed gets its notification and the job in one write
+         * (one syscall, as for every other session); the others keep the shared line. */
+        memcpy(buf + n, line->data, line->len);
+        put(sess, buf, n + line->len, NULL);
+        return;
+    }
+    emit(sess, buf, n, NULL);
     emit(sess, line->data, line->len, line);
 }
 
@@ -171,7 +181,10 @@ static void on_authorized(kp_session *sess)
     /* The current job follows the response at once (SPEC §2 Sessions). */
     if (job) {
         sess->last_job_id = job_id;
-        emit_difficulty(sess, job_id);
+        /* Inside the read's batch: the response, the set_difficulty and the job leave in one
+         * write anyway. */
+        char notice[KP_SET_DIFFICULTY_MAX];
+        emit(sess, notice, difficulty_line(sess, job_id, notice), NULL);
         emit(sess, job->data, job->len, NULL);
     }
 }

@@ -2,11 +2,12 @@
  * difficulty in force when J was sent to that session).
  *
  * Difficulty only changes when a job is sent, so a session's history is a list of steps "from job
- * J on, D": the difficulty of job J is the one of the last step at or before J. A step is
- * recorded only when the difficulty changes, and pruned with the session's nonce sets
- * (kp_peer_prune) once a newer step covers the oldest valid job, so the list holds at most one
- * step per valid job and usually one. Used with vardiff only: a fixed difficulty needs no
- * history, and then nothing is allocated. Loop thread only, like the session. */
+ * J on, D": the difficulty of job J is the one of the last step at or before J. The current step
+ * is implicit (its first job here, its difficulty the session's current one); only the older
+ * steps still covering a valid job are kept, in a small array that is allocated at the first
+ * change and freed once pruning empties it. A session whose difficulty has not changed during
+ * the last -expire therefore holds no heap at all. Pruned with the session's nonce sets
+ * (kp_peer_prune), so they die together. Loop thread only, like the session. */
 #ifndef KP_JOB_DIFFICULTY_H
 #define KP_JOB_DIFFICULTY_H
 
@@ -19,16 +20,18 @@ typedef struct kp_difficulty_step {
 } kp_difficulty_step;
 
 typedef struct kp_job_difficulty {
-    kp_difficulty_step *steps; /* owned; oldest first; NULL while empty */
+    kp_difficulty_step *older; /* owned; oldest first; NULL while empty */
     uint32_t n, cap;
+    int64_t current_from;      /* first job sent at the current difficulty; 0 before any job */
 } kp_job_difficulty;
 
-/* Records that job `job_id` (newer than every recorded step) is sent at `d`; a step is added only
- * when d differs from the last one. Returns 0 or KP_ENOMEM (nothing changed). */
-int kp_job_difficulty_record(kp_job_difficulty *h, int64_t job_id, uint64_t d);
+/* Job `job_id` (newer than every job recorded) is being sent at `next`, while the session's
+ * difficulty so far is `current`. Returns 0, or KP_ENOMEM when a change could not be recorded:
+ * then nothing changed and the job must be sent at `current`. */
+int kp_job_difficulty_record(kp_job_difficulty *h, int64_t job_id, uint64_t next, uint64_t current);
 
-/* The difficulty job `job_id` was sent at, or `current` when it was never sent (older than the
- * first step, or nothing recorded). */
+/* The difficulty job `job_id` was sent at, given the session's current one; `current` too for a
+ * job never sent to the session (older than every step). */
 uint64_t kp_job_difficulty_of(const kp_job_difficulty *h, int64_t job_id, uint64_t current);
 
 /* Drops the steps that cover no job >= oldest_valid_id. */

@@ -25,7 +25,7 @@ typedef struct kp_peer {
     bool difficulty_told;    /* a set_difficulty was sent (SPEC §8: always before the first job) */
     uint32_t errors_in_row;  /* malformed messages since the last well-formed one */
     kp_nonce_sets nonces;    /* accepted client nonces per still-valid job */
-    /* SPEC §8 (48 bytes): the current difficulty (set at authorize; 1 with difficulty off), and
+    /* SPEC §8 (56 bytes): the current difficulty (set at authorize; 1 with difficulty off), and
      * with vardiff the retarget window and the difficulty each valid job was sent at. */
     uint64_t difficulty;
     kp_vardiff vardiff;

@@ -9,12 +9,17 @@
  * the median interval on the target: the middle of the band SPEC §8 asks for (median within
  * +-50% of the target, i.e. D between 0.72 and 2.16 x H x target). */
 #define AIM (1.0 / 0.69314718055994530942)
-/* No move while the estimate is within this factor of D: estimates of 16-32 shares wander by
- * +-25%, and a session should not be told a new difficulty for noise. */
-#define DEAD_BAND 1.6
+/* No move while the estimate D' is within these factors of D: estimates of 16-32 shares wander
+ * by +-25%, and a session should not be told a new difficulty for noise. The band is asymmetric
+ * so that every D it leaves alone is inside SPEC §8's: D' / 1.6 = 0.90 and D' x 1.45 = 2.09 x
+ * H x target, within 0.72..2.16. */
+#define DEAD_BAND_UP 1.6   /* raise D when D' > 1.6 D */
+#define DEAD_BAND_DOWN 1.45 /* lower D when D' < D / 1.45 */
 #define MAX_STEP 4.0
 /* A silence lowers D by at least this factor, so a session that stops hashing reaches min. */
 #define SILENCE_STEP 0.95
+/* Shares before the fast climb may act (see kp_vardiff_retarget). */
+#define FAST_SHARES 4
 /* The window is halved in weight at this many shares' work, so old shares fade. */
 #define WINDOW_SHARES 32
 
@@ -80,11 +85,22 @@ uint64_t kp_vardiff_retarget(kp_vardiff *v, const kp_vardiff_params *p, uint64_t
         v->quiet_since_ms = now_ms;
         return next;
     }
-    if (v->work < (uint64_t)KP_VARDIFF_MIN_SHARES * current_d)
+    if (v->work < (uint64_t)FAST_SHARES * current_d)
         return current_d;
     double ratio = AIM * (double)v->work / elapsed * target / d;
-    if (ratio <= DEAD_BAND && ratio >= 1.0 / DEAD_BAND)
+    if (v->work < (uint64_t)KP_VARDIFF_MIN_SHARES * current_d) {
+        /* Fast climb: a session far below its difficulty (most visibly one held to a share per
+         * -min_submit_interval) shows it with few shares. Take the full x4 step when even a
+         * pessimistic reading of n shares, rate x (sqrt(n) - 1)^2 / n (about one standard
+         * deviation low), asks for x4 or more; anything less waits for 16 shares. */
+        double n = (double)v->work / d;
+        double low = ratio * (sqrt(n) - 1.0) * (sqrt(n) - 1.0) / n;
+        if (low < MAX_STEP)
+            return current_d;
+        ratio = MAX_STEP;
+    } else if (ratio <= DEAD_BAND_UP && ratio >= 1.0 / DEAD_BAND_DOWN) {
         return current_d;
+    }
     uint64_t next = scaled(p, current_d, ratio);
     if (next != current_d) {
         kp_vardiff_start(v, now_ms); /* a fresh estimate at the new difficulty */

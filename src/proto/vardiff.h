@@ -8,8 +8,11 @@
  *   least 5% and more the longer the silence, as if a share arrived right now;
  * - otherwise, once the window holds the work of KP_VARDIFF_MIN_SHARES shares at the current D,
  *   the difficulty that makes the median share interval (ln 2 x D / H) equal the target,
- *   D' = H x target / ln 2, replaces D when it differs by more than the dead band (x1.6 either
- *   way); the window then restarts, so every estimate is made at a single difficulty;
+ *   D' = H x target / ln 2, replaces D when it leaves the dead band (D' more than 1.6 D, or
+ *   less than D / 1.45); the window then restarts, so every estimate is made at a single difficulty;
+ * - fast climb: with 4..15 shares, a full x4 step up when even a pessimistic reading of them
+ *   (about one standard deviation low) asks for x4 or more: a session far below its difficulty
+ *   climbs at one step per job instead of one per 16 shares;
  * - each step moves at most x4 either way (floor up, ceiling down: never past the cap), the result
  *   is an integer in min..max, and the window is halved in weight once it holds 32 shares, so it
  *   follows a change of hashrate within a few dozen shares.
