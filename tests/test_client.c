@@ -8,7 +8,8 @@
  * Difficulty (SPEC §8): with the server's defaults the client computes one hash per submit and
  * -hashrate does not throttle it; with -difficulty the demo and the load sessions search and
  * every share they send is accepted at that difficulty; with vardiff a steady hashing demo
- * client converges, over TCP and over ws://.
+ * client converges (the median difficulty after it entered SPEC §8's band stays in it), over
+ * TCP and over ws://.
  *
  * Processes are remembered by a fixture, so a failed assertion still kills them. */
 #include <errno.h>
@@ -569,15 +570,28 @@ static void test_load_difficulty(void **state)
 }
 
 /* A steady demo client at H = 20000 hashes/s and a 1 s -vardiff_target, both sides without a
- * rate limit: the difficulty moves from its start (1000) into SPEC §8's band within 6
- * retargets, and every job of the last 3 s stays there: the median share interval it implies,
- * ln 2 x D / H, within ±50% of the target (D within 0.72..2.16 x H x 1 s). */
+ * rate limit: the difficulty moves from its start into SPEC §8's band within 6 retargets, and
+ * over the jobs from then on the median share interval the difficulty implies, ln 2 x D / H, is
+ * within ±50% of the target (the median D within 0.72..2.16 x H x 1 s).
+ *
+ * A median over the jobs, not every job: at the target a quarter of the gaps exceed 2 x T, the
+ * silence SPEC §8 requires the server to answer with a lower difficulty, so D moves about
+ * inside (and for a few jobs outside) the band even for a perfectly steady client (a 12 s run
+ * under ASan: 28,800 lowered to 20,734 after one such gap; from a start of 1000 the climb ends
+ * at 16,000, right above the lower edge, and such steps took it out for seconds in 3 of 8 runs).
+ * The start, 1800, is 16 times too low, so the x4 climb lands near H x T / ln 2 = 28,854. */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void converge(fixture *fx, bool ws)
 {
     const char *const tcp_args[] = {"-interval", "200ms", "-vardiff_target", "1s",
-                                    "-difficulty", "1000", "-min_submit_interval", "0", NULL};
+                                    "-difficulty", "1800", "-min_submit_interval", "0", NULL};
     const char *const ws_args[] = {"-interval", "200ms", "-vardiff_target", "1s",
-                                   "-difficulty", "1000", "-min_submit_interval", "0",
+                                   "-difficulty", "1800", "-min_submit_interval", "0",
                                    "-ws_addr", "127.0.0.1:0", NULL};
     kp_proc *srv = server_start(fx, ws ? ws_args : tcp_args);
     char addr[96];
@@ -596,11 +610,19 @@ static void converge(fixture *fx, bool ws)
     double lo = 0.72 * h, hi = 2.16 * h;
     /* Every job line carries the difficulty in force; count the changes up to the first in the
      * band, and check every job of the last 3 s (15 jobs). */
-    double ds[256];
+    double ds[256], hs[256];
     size_t nd = 0;
     for (const char *p = strstr(c->err, "INFO job job_id="); p && nd < 256;
-         p = strstr(p + 1, "INFO job job_id="))
+         p = strstr(p + 1, "INFO job job_id=")) {
+        hs[nd] = field_in(p, "INFO job", "hashrate");
         ds[nd++] = field_in(p, "INFO job", "difficulty");
+    }
+    /* On failure: each job's difficulty and the hashrate since the job before (the whole log
+     * is longer than a failure message). */
+    char trace[4096];
+    size_t tl = 0;
+    for (size_t i = 0; i < nd && tl < sizeof(trace) - 32; i++)
+        tl += (size_t)snprintf(trace + tl, sizeof(trace) - tl, "%.0f@%.0f ", ds[i], hs[i]);
     assert_true(nd >= 40);
     unsigned changes = 0;
     size_t first_in = nd;
@@ -613,11 +635,15 @@ static void converge(fixture *fx, bool ws)
         }
     }
     if (first_in == nd || changes > 6)
-        fail_msg("no convergence within 6 retargets (%u changes, H %.0f):\n%s", changes, h, c->err);
-    for (size_t i = nd - 15; i < nd; i++)
-        if (!(ds[i] >= lo && ds[i] <= hi))
-            fail_msg("job %zu of %zu at difficulty %.0f, outside %.0f..%.0f:\n%s", i, nd, ds[i], lo,
-                     hi, c->err);
+        fail_msg("no convergence within 6 retargets (%u changes, H %.0f): %s", changes, h, trace);
+    size_t n_after = nd - first_in;
+    double *after = ds + first_in;
+    qsort(after, n_after, sizeof(*after), cmp_double);
+    double median = n_after % 2 ? after[n_after / 2]
+                                : (after[n_after / 2 - 1] + after[n_after / 2]) / 2;
+    if (n_after < 20 || !(median >= lo && median <= hi))
+        fail_msg("median difficulty %.0f over the %zu jobs after job %zu, outside %.0f..%.0f: %s",
+                 median, n_after, first_in, lo, hi, trace);
     assert_true(field_in(c->err, "INFO stopped", "low_difficulty") == 0);
     assert_non_null(strstr(c->err, "INFO difficulty raised difficulty="));
     assert_int_equal(server_stop_accepted(srv), accepted);
