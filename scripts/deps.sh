@@ -2,14 +2,19 @@
 # Installs the Debian packages KuPool needs, only those missing.
 #   scripts/deps.sh          build and run: compiler, cmake, libuv, cJSON, OpenSSL
 #   scripts/deps.sh --test   also what the test suite needs
+#   scripts/deps.sh --bench  also what the bench scripts need (and the test suite's packages)
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev libcjson-dev libssl-dev libpq-dev librabbitmq-dev libhttp-parser-dev)
-if [[ "${1:-}" == "--test" ]]; then
+if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
   # clang + libclang-rt-14-dev: the libFuzzer harnesses (libclang_rt.fuzzer-x86_64.a)
   # haproxy: the front-door tests put a real one in front of two nodes (tests/services/haproxy.sh);
   # openssl: the TLS tests' certificates and `openssl s_client` against the server
   packages+=(libcmocka-dev postgresql rabbitmq-server chromium clang libclang-rt-14-dev haproxy openssl)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  # gnuplot-nox: bench/difficulty_plot.sh renders docs/difficulty.png
+  packages+=(gnuplot-nox)
 fi
 
 missing=()

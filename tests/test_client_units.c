@@ -12,6 +12,7 @@
 
 #include "client_addr.h"
 #include "client_options.h"
+#include "client_search.h"
 #include "client_session.h"
 #include "client_submit.h"
 #include "client_summary.h"
@@ -327,6 +328,8 @@ static void test_options(void **state)
     assert_int_equal(o.pipeline, 1);
     assert_false(o.json);
     assert_false(o.rate_max);
+    assert_true(o.hashrate == 0); /* demo: as fast as one core goes */
+    assert_int_equal(o.min_submit_interval_ms, 1000);
 
     const char *const load[] = {"-addr", "ws://127.0.0.1:9/kp", "--n", "2000", "-rate=0",
                                 "-pipeline", "16", "-src", "127.0.0.2-127.0.0.9", "-json",
@@ -342,6 +345,20 @@ static void test_options(void **state)
     assert_true(o.json);
     assert_int_equal(o.connect_rate, 500);
     assert_string_equal(o.username, "bob");
+    assert_true(o.hashrate == 100); /* load mode's default (SPEC §8) */
+
+    const char *const hr[] = {"-n", "3", "-hashrate", "2.5e5", "-min_submit_interval", "250ms",
+                              NULL};
+    assert_int_equal(parse_args(&o, hr, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 250000);
+    assert_int_equal(o.min_submit_interval_ms, 250);
+    const char *const hr_max[] = {"-n", "3", "-hashrate", "max", "-min_submit_interval=0", NULL};
+    assert_int_equal(parse_args(&o, hr_max, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 0);
+    assert_int_equal(o.min_submit_interval_ms, 0);
+    const char *const demo_capped[] = {"-hashrate", "1000", NULL};
+    assert_int_equal(parse_args(&o, demo_capped, err, sizeof(err)), KC_OPTIONS_RUN);
+    assert_true(o.hashrate == 1000);
 
     const char *const max[] = {"-n", "5", "-rate", "max", "-duration", "1m30s", "-json=false",
                                NULL};
@@ -381,6 +398,11 @@ static void test_options_errors(void **state)
         {"-nosuchflag", NULL},
         {"stray", NULL},
         {"-username", "a\"b", NULL},
+        {"-hashrate", "0", NULL},
+        {"-hashrate", "-5", NULL},
+        {"-hashrate", "fast", NULL},
+        {"-hashrate", "", NULL},
+        {"-min_submit_interval", "1", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         kc_options o;
@@ -501,6 +523,15 @@ static void test_summary_json(void **state)
     sum->mix_expected = 2;
     sum->unexpected = 1;
     sum->elapsed_s = 3.0;
+    sum->hashes = 3000;
+    sum->hashrate_asked = 400;
+    sum->shares_found = 20;
+    sum->shares_dropped_full = 2;
+    sum->shares_dropped_stale = 3;
+    sum->low_difficulty = 1;
+    sum->difficulty_min = 64;
+    sum->difficulty_max = 256;
+    sum->accepted_difficulty = 8 * 256 + 5 * 64; /* 2368 */
     for (uint64_t v = 100; v <= 1200; v += 100)
         kc_histogram_record(&sum->latency, v);
     /* Job 5 arrives right after authorize (not a broadcast), 6 and 7 are broadcast. */
@@ -549,6 +580,23 @@ static void test_summary_json(void **state)
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(jobs, "broadcasts")), 2);
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(root, "cpu_s")));
     assert_int_equal(cJSON_GetObjectItem(root, "errors")->valueint, 2);
+    cJSON *search = cJSON_GetObjectItem(root, "search");
+    assert_true(cJSON_IsObject(search));
+    assert_int_equal(cJSON_GetObjectItem(search, "hashes")->valueint, 3000);
+    assert_true(cJSON_GetObjectItem(search, "hashrate")->valuedouble == 1000.0);
+    assert_true(fabs(cJSON_GetObjectItem(search, "hashrate_per_session")->valuedouble - 1000.0 / 3) <
+                1e-9);
+    assert_true(cJSON_GetObjectItem(search, "hashrate_asked")->valuedouble == 400);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(search, "hashrate_max")));
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_found")->valueint, 20);
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_dropped_queue_full")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(search, "shares_dropped_stale")->valueint, 3);
+    assert_int_equal(cJSON_GetObjectItem(search, "low_difficulty")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(search, "difficulty_max")->valueint, 256);
+    /* accepted shares worth 2368 hashes in 3 s */
+    assert_true(cJSON_GetObjectItem(search, "accepted_difficulty_sum")->valuedouble == 2368.0);
+    assert_true(fabs(cJSON_GetObjectItem(search, "accepted_hashrate")->valuedouble - 2368.0 / 3) <
+                1e-9);
     cJSON_Delete(root);
 
     /* The text form names the same things. */
@@ -557,8 +605,251 @@ static void test_summary_json(void **state)
     fclose(f);
     assert_non_null(strstr(buf, "Duplicate submission"));
     assert_non_null(strstr(buf, "p99"));
+    assert_non_null(strstr(buf, "3000 hashes, 1000/s (asked 400/s per session)"));
+    assert_non_null(strstr(buf, "1 low difficulty; accepted imply 789 hashes/s"));
     kc_summary_free(sum);
     free(sum);
+}
+
+
+/* ---- the search (SPEC §8) ---- */
+
+/* T(256) = floor((2^256 - 1) / 256) and T + 1, from python3: '%064x' % (((1 << 256) - 1) // 256). */
+static const char t256[] = "00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+static const char t256_plus_1[] = "0100000000000000000000000000000000000000000000000000000000000000";
+
+static void test_target_parse(void **state)
+{
+    char t[KC_TARGET_HEX + 1];
+    assert_int_equal(kc_target_parse(t256, 64, t), 0);
+    assert_string_equal(t, t256);
+    char upper[65];
+    for (int i = 0; i < 64; i++)
+        upper[i] = t256[i] == 'f' ? 'F' : t256[i];
+    upper[64] = '\0';
+    assert_int_equal(kc_target_parse(upper, 64, t), 0);
+    assert_string_equal(t, t256); /* folded: the compare is on lowercase digits */
+    assert_int_equal(kc_target_parse(t256, 63, t), KP_EINVAL);
+    assert_int_equal(kc_target_parse("", 0, t), KP_EINVAL);
+    char bad[65];
+    memcpy(bad, t256, 65);
+    bad[40] = 'g';
+    assert_int_equal(kc_target_parse(bad, 64, t), KP_EINVAL);
+    bad[40] = ' ';
+    assert_int_equal(kc_target_parse(bad, 64, t), KP_EINVAL);
+}
+
+/* At the boundary: T itself meets T, T + 1 does not; all ff (D = 1) takes every digest. */
+static void test_target_compare(void **state)
+{
+    assert_true(kc_meets_target(t256, t256));
+    assert_false(kc_meets_target(t256_plus_1, t256));
+    assert_true(kc_meets_target("00fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe", t256));
+    assert_true(kc_meets_target("0000000000000000000000000000000000000000000000000000000000000000", t256));
+    assert_false(kc_meets_target("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", t256));
+    /* The first digit decides before the rest: 0a... < 0f... even though "a" > "9" in the
+     * rest of the string. */
+    assert_true(kc_meets_target("0a99999999999999999999999999999999999999999999999999999999999999",
+                                "0f00000000000000000000000000000000000000000000000000000000000000"));
+    assert_false(kc_meets_target("a000000000000000000000000000000000000000000000000000000000000000",
+                                 "9fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"));
+    assert_true(kc_meets_target("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                                kc_target_any));
+    assert_int_equal(strlen(kc_target_any), 64);
+}
+
+static const char sn[] = "00112233445566778899aabbccddeeff";
+
+static void search_on(kc_search *s, uint64_t d, const char *target, int64_t job)
+{
+    char t[KC_TARGET_HEX + 1];
+    assert_int_equal(kc_target_parse(target, strlen(target), t), 0);
+    kc_search_announce(s, d, t);
+    kc_search_job(s, job, sn);
+}
+
+/* set_difficulty counts from the job after it; before any, the search is off. */
+static void test_search_announce(void **state)
+{
+    kc_search s;
+    kc_search_init(&s, 0);
+    kp_hasher h;
+    assert_int_equal(kp_hasher_init(&h), 0);
+    kc_nonce_seq seq = {.state = 42};
+    uint32_t found = 7;
+    kc_search_job(&s, 1, sn);
+    assert_false(kc_search_active(&s)); /* a server with difficulty off */
+    assert_int_equal(kc_search_run(&s, &h, &seq, 100, &found), 0);
+    assert_int_equal(found, 0);
+    assert_int_equal(s.hashes, 0);
+
+    char t[KC_TARGET_HEX + 1];
+    assert_int_equal(kc_target_parse(t256, 64, t), 0);
+    kc_search_announce(&s, 256, t);
+    assert_true(s.on);
+    assert_int_equal(s.difficulty, 0); /* not before the job it precedes */
+    kc_search_job(&s, 2, sn);
+    assert_int_equal(s.difficulty, 256);
+    assert_string_equal(s.target, t256);
+    kc_search_job(&s, 3, sn); /* no announcement: unchanged */
+    assert_int_equal(s.difficulty, 256);
+    assert_true(kc_search_active(&s));
+
+    kc_search_reset(&s); /* the connection ended */
+    assert_false(kc_search_active(&s));
+    assert_false(s.on);
+    kp_hasher_free(&h);
+}
+
+/* Every share found is the right hash, meets the target, and carries its job, difficulty and
+ * hashes; the hashes of all shares plus those since the last one add up to what was computed. */
+static void test_search_shares(void **state)
+{
+    kc_search s;
+    kc_search_init(&s, 0);
+    kp_hasher h;
+    assert_int_equal(kp_hasher_init(&h), 0);
+    kc_nonce_seq seq = {.state = 7};
+    search_on(&s, 16, "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", 5);
+    uint64_t total_found = 0, share_hashes = 0, done = 0;
+    while (done < 16000) {
+        uint32_t found;
+        done += kc_search_run(&s, &h, &seq, 1, &found); /* one at a time: the queue never fills */
+        total_found += found;
+        const kc_share *sh;
+        while ((sh = kc_search_peek(&s))) {
+            char want[KC_RESULT_HEX + 1];
+            assert_int_equal(kc_compute_result(&h, sn, sh->nonce, want), 0);
+            assert_string_equal(sh->result, want);
+            assert_true(kc_meets_target(sh->result, s.target));
+            assert_int_equal(sh->result[0], '0');
+            assert_int_equal(sh->job_id, 5);
+            assert_int_equal(sh->difficulty, 16);
+            assert_true(sh->hashes >= 1);
+            share_hashes += sh->hashes;
+            kc_search_pop(&s);
+        }
+    }
+    assert_int_equal(done, 16000);
+    assert_int_equal(s.hashes, 16000);
+    assert_int_equal(s.found, total_found);
+    assert_int_equal(s.dropped_full, 0);
+    assert_int_equal(share_hashes + s.since_share, 16000);
+    /* 1000 expected for D = 16; four standard deviations (sqrt(1000) ~ 32) either side. */
+    assert_in_range(total_found, 870, 1130);
+    kp_hasher_free(&h);
+}
+
+/* All ff: every hash is a share, one hash each. The queue holds KC_SEARCH_QUEUE; the rest are
+ * dropped and counted; a newer job drops those still waiting (stale). */
+static void test_search_queue(void **state)
+{
+    kc_search s;
+    kc_search_init(&s, 0);
+    kp_hasher h;
+    assert_int_equal(kp_hasher_init(&h), 0);
+    kc_nonce_seq seq = {.state = 9};
+    search_on(&s, 1, kc_target_any, 1);
+    uint32_t found;
+    assert_int_equal(kc_search_run(&s, &h, &seq, 10, &found), 10);
+    assert_int_equal(found, 10);
+    assert_int_equal(s.found, 10);
+    assert_int_equal(s.len, KC_SEARCH_QUEUE);
+    assert_int_equal(s.dropped_full, 10 - KC_SEARCH_QUEUE);
+    assert_int_equal(kc_search_peek(&s)->hashes, 1);
+    char first[KC_NONCE_HEX + 1];
+    memcpy(first, kc_search_peek(&s)->nonce, sizeof(first));
+    kc_search_pop(&s);
+    assert_int_equal(s.len, KC_SEARCH_QUEUE - 1);
+    assert_string_not_equal(kc_search_peek(&s)->nonce, first); /* FIFO: the next one */
+
+    /* The same job again (a repeated notification) keeps the queue. */
+    kc_search_job(&s, 1, sn);
+    assert_int_equal(s.len, KC_SEARCH_QUEUE - 1);
+    kc_search_job(&s, 2, sn);
+    assert_int_equal(s.len, 0);
+    assert_int_equal(s.dropped_stale, KC_SEARCH_QUEUE - 1);
+    assert_int_equal(kc_search_run(&s, &h, &seq, 1, &found), 1);
+    assert_int_equal(kc_search_peek(&s)->job_id, 2);
+    kc_search_reset(&s);
+    assert_null(kc_search_peek(&s));
+    assert_int_equal(s.dropped_stale, KC_SEARCH_QUEUE);
+    assert_int_equal(s.hashes, 11); /* counters outlive the connection */
+    kp_hasher_free(&h);
+}
+
+/* A target no digest meets: hashes counted, and `hashes` of the next share spans jobs. */
+static void test_search_hashes_span_jobs(void **state)
+{
+    kc_search s;
+    kc_search_init(&s, 0);
+    kp_hasher h;
+    assert_int_equal(kp_hasher_init(&h), 0);
+    kc_nonce_seq seq = {.state = 11};
+    search_on(&s, KP_DIFFICULTY_MAX,
+              "0000000000000000000000000000000000000000000000000000000000000000", 1);
+    uint32_t found;
+    assert_int_equal(kc_search_run(&s, &h, &seq, 300, &found), 300);
+    assert_int_equal(found, 0);
+    search_on(&s, 1, kc_target_any, 2);
+    assert_int_equal(kc_search_run(&s, &h, &seq, 1, &found), 1);
+    assert_int_equal(found, 1);
+    assert_int_equal(kc_search_peek(&s)->hashes, 301);
+    assert_int_equal(kc_search_peek(&s)->difficulty, 1);
+    kp_hasher_free(&h);
+}
+
+/* -hashrate: credit accrues with time, at most KC_BUCKET_BURST_S worth (and at least 2
+ * hashes); unlimited is unlimited. */
+static void test_bucket(void **state)
+{
+    kc_bucket b;
+    kc_bucket_init(&b, 100);
+    uint64_t t = 5000000000u;
+    assert_int_equal(kc_bucket_available(&b, t), 0); /* the first look only starts the clock */
+    assert_int_equal(kc_bucket_available(&b, t + 50000000u), 5);
+    kc_bucket_spend(&b, 5);
+    assert_int_equal(kc_bucket_available(&b, t + 50000000u), 0);
+    assert_int_equal(kc_bucket_available(&b, t + 5000000000u), 10); /* a stall: capped */
+    kc_bucket_spend(&b, 100);                                      /* never below zero */
+    assert_int_equal(kc_bucket_available(&b, t + 5000000000u), 0);
+    assert_int_equal(kc_bucket_available(&b, t - 1000u), 0); /* a clock going back adds nothing */
+
+    kc_bucket_init(&b, 0.5); /* below one hash per burst window: still one hash a 2 s */
+    assert_int_equal(kc_bucket_available(&b, t), 0);
+    assert_int_equal(kc_bucket_available(&b, t + 1000000000u), 0);
+    assert_int_equal(kc_bucket_available(&b, t + 2000000000u), 1);
+    assert_int_equal(kc_bucket_available(&b, t + 60000000000u), 2); /* the floor of the cap */
+
+    kc_bucket_init(&b, 0);
+    assert_true(kc_bucket_available(&b, t) == UINT64_MAX);
+    kc_bucket_spend(&b, 1000);
+    assert_true(kc_bucket_available(&b, t) == UINT64_MAX);
+}
+
+/* Pacing as the miner does it: 10 ms ticks, spend what is allowed; 1 s gives the rate. Ticks
+ * that come late (a loop stall under the burst cap) lose nothing. */
+static void test_bucket_pacing(void **state)
+{
+    static const double rates[] = {100, 1000, 123456, 3};
+    for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+        kc_bucket b;
+        kc_bucket_init(&b, rates[r]);
+        uint64_t t = 1000000000u, spent = 0;
+        kc_bucket_available(&b, t);
+        for (int tick = 1; tick <= 1000; tick++) { /* 10 s */
+            if (tick % 7 == 0 && tick != 1000)
+                continue; /* a tick that came late: the next one sees 20 ms */
+            uint64_t now = t + (uint64_t)tick * 10000000u;
+            uint64_t n = kc_bucket_available(&b, now);
+            kc_bucket_spend(&b, n);
+            spent += n;
+        }
+        double want = rates[r] * 10.0;
+        if (fabs((double)spent - want) > 1.0 + want * 0.005)
+            fail_msg("rate %g: %llu hashes in 10 s, want %.0f", rates[r],
+                     (unsigned long long)spent, want);
+    }
 }
 
 int main(void)
@@ -571,7 +862,11 @@ int main(void)
         cmocka_unit_test(test_username_ok),    cmocka_unit_test(test_options),
         cmocka_unit_test(test_options_errors), cmocka_unit_test(test_mix_parse),
         cmocka_unit_test(test_histogram),      cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_summary_json),
+        cmocka_unit_test(test_summary_json),   cmocka_unit_test(test_target_parse),
+        cmocka_unit_test(test_target_compare), cmocka_unit_test(test_search_announce),
+        cmocka_unit_test(test_search_shares),  cmocka_unit_test(test_search_queue),
+        cmocka_unit_test(test_search_hashes_span_jobs), cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_bucket_pacing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 
 #include "kupool/error.h"
 #include "kupool/event.h"
+#include "client_miner.h"
 #include "client_summary.h"
 #include "histogram.h"
 #include "log.h"
@@ -21,8 +22,8 @@
 #define CONNECT_TIMEOUT_MS 10000u
 #define BACKOFF_BASE_MS 500u
 #define BACKOFF_MAX_MS 30000u
-/* With -rate <= 1: no valid submit sooner than this after the last accepted answer. */
-#define MIN_GAP_MS 1010.0
+/* Added to -min_submit_interval for the guard: covers clock granularity at both ends. */
+#define GAP_MARGIN_MS 10.0
 /* Submits one pacing tick may send when a session fell behind (a loop stall). */
 #define MAX_BURST 64
 /* Lost connections logged one by one before only every LOG_EVERY-th is. */
@@ -53,12 +54,15 @@ typedef struct load {
     double start_ms;
     double period_ms; /* 1000 / -rate; 0 = no pacing (see unpaced) */
     bool unpaced;     /* -rate max: keep the pipeline full; else period_ms == 0 means idle */
-    bool guard;       /* -rate <= 1: respect a 1 s server interval */
+    bool idle;        /* -rate 0: sessions that follow the jobs, never submit, never search */
+    bool guard;       /* -rate <= 1: respect the server's -min_submit_interval */
+    double gap_ms;    /* the guard's wait after an accepted answer */
+    kc_miner miner;   /* SPEC §8: the search, in slices on this loop */
     kc_nonce_seq rng; /* phases and -mix draws */
     kc_summary sum;
     kc_histogram second; /* latencies since the last progress line */
     uint64_t in_flight;  /* over all sessions */
-    uint64_t prev_submits, prev_accepted;
+    uint64_t prev_submits, prev_accepted, prev_hashes;
     uint64_t downs_logged;
     unsigned unexpected_logged; /* bit per outcome already logged */
     bool draining, finished;
@@ -93,6 +97,7 @@ static void finish(load *L)
     L->sum.elapsed_s = (kc_now_ms() - L->start_ms) / 1000.0;
     for (uint32_t i = 0; i < L->n; i++)
         kc_session_stop(&L->sessions[i]);
+    kc_miner_close(&L->miner);
     uv_close((uv_handle_t *)&L->ramp, NULL);
     uv_close((uv_handle_t *)&L->progress, NULL);
     uv_close((uv_handle_t *)&L->end, NULL);
@@ -138,14 +143,43 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- submitting ---- */
 
+/* Every hash the run computed: the searches', and one per submit made with difficulty off. */
+static uint64_t total_hashes(const load *L)
+{
+    uint64_t h = L->sum.off_hashes;
+    for (uint32_t i = 0; i < L->n; i++)
+        h += L->sessions[i].search.hashes;
+    return h;
+}
+
+/* A valid submit: with difficulty on, the oldest share the search found (false when none
+ * waits); off, a fresh nonce's result. */
+static bool submit_valid(load *L, kc_session *s)
+{
+    if (!s->search.on) {
+        if (!kc_session_submit(s, KC_SUBMIT_VALID))
+            return false;
+        L->sum.off_hashes++;
+        return true;
+    }
+    const kc_share *sh = kc_search_peek(&s->search);
+    if (!sh || !kc_session_submit_share(s, sh))
+        return false;
+    kc_search_pop(&s->search);
+    return true;
+}
+
 /* One submit opportunity: a valid submit, or what -mix draws instead. A duplicate needs an
  * accepted submit for the current job; when there is none, a valid submit goes now and the
  * duplicate at the next opportunity that allows one, so short -interval runs still get their
- * share. Returns false when the session could not send. */
+ * share. With difficulty on, an opportunity needs a share found (the -mix kinds too, so the
+ * mix stays a share of the submits). Returns false when the session could not send. */
 static bool submit_one(load *L, kc_session *s)
 {
     const kc_mix *mix = &L->opt->mix;
     peer *p = &L->peers[index_of(L, s)];
+    if (s->search.on && !kc_search_peek(&s->search))
+        return false;
     kc_submit_kind kind = KC_SUBMIT_VALID;
     bool follow = false; /* a valid submit with a too-frequent one right behind it */
     if (p->dup_owed && kc_session_can_duplicate(s)) {
@@ -163,11 +197,15 @@ static bool submit_one(load *L, kc_session *s)
         else if (u < mix->duplicate + mix->invalid + mix->frequent)
             follow = true;
     }
-    if (!kc_session_submit(s, kind))
+    bool sent = kind == KC_SUBMIT_VALID ? submit_valid(L, s) : kc_session_submit(s, kind);
+    if (!sent)
         return false;
+    if (kind == KC_SUBMIT_INVALID)
+        L->sum.off_hashes++; /* computed, then spoiled */
     L->sum.submits++;
     L->in_flight++;
     if (follow && kc_session_submit(s, KC_SUBMIT_FREQUENT)) {
+        L->sum.off_hashes++;
         L->sum.submits++;
         L->in_flight++;
     }
@@ -188,6 +226,24 @@ static void arm(kc_session *s, double delay_ms)
     uv_timer_start(&s->pace, on_pace, delay_ms > 0 ? (uint64_t)ceil(delay_ms) : 0, 0);
 }
 
+/* Difficulty on, paced: the shares waiting go now, as many as the pipeline takes, unless the
+ * server's rate limit says wait (then the pace timer brings them). A share does not wait for a
+ * -rate slot: with jobs a second apart it would often die with its job first. */
+static void send_shares(load *L, kc_session *s)
+{
+    peer *p = &L->peers[index_of(L, s)];
+    if (L->draining || s->state != KC_STATE_READY || !kc_search_peek(&s->search))
+        return;
+    double now = kc_now_ms();
+    if (L->gap_ms > 0 && p->last_ok_ms > 0 && now < p->last_ok_ms + L->gap_ms) {
+        if (!uv_is_active((uv_handle_t *)&s->pace))
+            arm(s, p->last_ok_ms + L->gap_ms - now);
+        return;
+    }
+    while (kc_session_in_flight(s) < L->opt->pipeline && submit_one(L, s)) {
+    }
+}
+
 static void on_pace(uv_timer_t *t)
 {
     kc_session *s = t->data;
@@ -195,9 +251,13 @@ static void on_pace(uv_timer_t *t)
     peer *p = &L->peers[index_of(L, s)];
     if (L->draining || s->state != KC_STATE_READY)
         return;
+    if (s->search.on) {
+        send_shares(L, s);
+        return;
+    }
     double now = kc_now_ms();
-    if (L->guard && p->last_ok_ms > 0 && now < p->last_ok_ms + MIN_GAP_MS) {
-        arm(s, p->last_ok_ms + MIN_GAP_MS - now);
+    if (L->guard && p->last_ok_ms > 0 && now < p->last_ok_ms + L->gap_ms) {
+        arm(s, p->last_ok_ms + L->gap_ms - now);
         return;
     }
     for (int burst = 0; p->next_due_ms <= now && burst < MAX_BURST; burst++) {
@@ -238,6 +298,8 @@ static void on_job(kc_session *s, int64_t prev_job_id)
         return;
     if (L->unpaced) {
         fill(L, s);
+    } else if (s->search.on) {
+        /* shares go as found (send_shares); no -rate schedule */
     } else if (prev_job_id == 0 && L->period_ms > 0) { /* first job on this connection: start at a random phase */
         peer *p = &L->peers[index_of(L, s)];
         double phase = kc_random_unit(&L->rng) * L->period_ms;
@@ -261,8 +323,11 @@ static void on_answer(kc_session *s, const kc_answer *a)
     kc_histogram_record(&L->second, a->latency_us);
     if (a->outcome == KP_OUTCOME_OK) {
         L->sum.accepted++;
+        L->sum.accepted_difficulty += (double)a->difficulty;
         L->peers[index_of(L, s)].last_ok_ms = kc_now_ms();
     } else {
+        if (a->error && strcmp(a->error, KC_LOW_DIFFICULTY) == 0)
+            L->sum.low_difficulty++;
         L->sum.rejected[a->outcome]++; /* KP_OUTCOME_COUNT: a string this client does not know */
         if (mix_asked_for(a->kind, a->outcome)) {
             L->sum.mix_expected++;
@@ -283,6 +348,8 @@ static void on_answer(kc_session *s, const kc_answer *a)
     }
     if (L->unpaced)
         fill(L, s);
+    else if (s->search.on)
+        send_shares(L, s);
 }
 
 static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint32_t lost,
@@ -309,10 +376,29 @@ static void on_down(kc_session *s, kc_down_reason why, const char *detail, uint3
         finish(L);
 }
 
+/* The search queued a share: it goes now, within the rate limit (-rate max: the pipeline). */
+static void on_share(kc_session *s)
+{
+    load *L = s->client->mode;
+    if (L->draining)
+        return;
+    if (L->unpaced)
+        fill(L, s);
+    else
+        send_shares(L, s);
+}
+
+static void on_difficulty(kc_session *s, uint64_t difficulty)
+{
+    load *L = s->client->mode;
+    L->sum.set_difficulty++;
+}
+
 static const kc_session_events load_events = {
     .on_authorized = on_authorized,
     .on_job = on_job,
     .on_answer = on_answer,
+    .on_difficulty = on_difficulty,
     .on_down = on_down,
 };
 
@@ -346,6 +432,7 @@ static void on_progress(uv_timer_t *t)
     uint64_t rejected = 0;
     for (int oc = 0; oc <= KP_OUTCOME_COUNT; oc++)
         rejected += L->sum.rejected[oc];
+    uint64_t hashes = total_hashes(L);
     /* Microseconds / 1000 renders with at most three decimals (KP_FLOAT writes the shortest
      * form: 0.06, not 0.060). */
     KP_INFO(MODULE, "progress", KP_UINT("elapsed_s", whole((kc_now_ms() - L->start_ms) / 1000.0)),
@@ -357,17 +444,41 @@ static void on_progress(uv_timer_t *t)
             KP_FLOAT("p50_ms", (double)kc_histogram_percentile(h, 50) / 1000.0),
             KP_FLOAT("p99_ms", (double)kc_histogram_percentile(h, 99) / 1000.0),
             KP_FLOAT("max_ms", (double)h->max / 1000.0), KP_UINT("jobs", L->sum.njobs),
-            KP_UINT("errors", kc_summary_errors(&L->sum)));
+            KP_UINT("errors", kc_summary_errors(&L->sum)),
+            KP_UINT("hashes_per_s", hashes - L->prev_hashes));
     L->prev_submits = L->sum.submits;
     L->prev_accepted = L->sum.accepted;
+    L->prev_hashes = hashes;
     kc_histogram_reset(&L->second);
 }
 
 /* ---- setup ---- */
 
-/* The summary on stdout, with the process's CPU time. */
+/* The summary on stdout, with the process's CPU time and the searches' figures. */
 static void report(load *L)
 {
+    kc_summary *sum = &L->sum;
+    sum->hashes = total_hashes(L);
+    for (uint32_t i = 0; i < L->n; i++) {
+        const kc_search *sr = &L->sessions[i].search;
+        sum->shares_found += sr->found;
+        sum->shares_dropped_full += sr->dropped_full;
+        sum->shares_dropped_stale += sr->dropped_stale;
+    }
+    for (uint32_t i = 0; i < L->n; i++) {
+        uint64_t d = L->sessions[i].search.difficulty;
+        if (d && (sum->difficulty_min == 0 || d < sum->difficulty_min))
+            sum->difficulty_min = d;
+        if (d > sum->difficulty_max)
+            sum->difficulty_max = d;
+    }
+    sum->slices = L->miner.slices;
+    sum->slice_max_ms = (double)L->miner.slice_max_ns / 1e6;
+    sum->slice_p99_ms = (double)kc_histogram_percentile(&L->miner.slice_us, 99) / 1000.0;
+    sum->slice_cpu_p99_ms = (double)kc_histogram_percentile(&L->miner.slice_cpu_us, 99) / 1000.0;
+    sum->loop_delay_p99_ms = (double)kc_histogram_percentile(&L->miner.tick_late_us, 99) / 1000.0;
+    sum->loop_delay_max_ms = (double)L->miner.tick_late_us.max / 1000.0;
+    sum->search_busy_s = (double)L->miner.busy_ns / 1e9;
     uv_rusage_t ru;
     if (uv_getrusage(&ru) == 0) {
         L->sum.cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
@@ -430,10 +541,14 @@ static int run(load *L, const kc_target *target)
     uv_signal_start(&L->sigint, on_signal, SIGINT);
     uv_signal_start(&L->sigterm, on_signal, SIGTERM);
 
+    /* Idle sessions (-rate 0) neither submit nor search: the miner gets none of them. */
+    kc_miner_start(&L->miner, loop, L->sessions, L->idle ? 0 : L->n, opt->hashrate == 0,
+                   on_share);
     KP_INFO(MODULE, "starting", KP_QSTR("addr", target->url), KP_UINT("sessions", L->n),
             KP_UINT("duration_ms", opt->duration_ms), KP_STR("rate", L->sum.rate_text),
             KP_UINT("pipeline", opt->pipeline), KP_UINT("connect_rate", opt->connect_rate),
-            KP_UINT("sources", opt->has_src ? kc_src_range_count(&opt->src) : 0));
+            KP_UINT("sources", opt->has_src ? kc_src_range_count(&opt->src) : 0),
+            KP_FLOAT("hashrate", opt->hashrate));
     L->start_ms = kc_now_ms();
     uv_timer_start(&L->ramp, on_ramp, 0, RAMP_TICK_MS);
     uv_timer_start(&L->progress, on_progress, PROGRESS_MS, PROGRESS_MS);
@@ -455,8 +570,11 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     L->opt = opt;
     L->n = opt->sessions;
     L->unpaced = opt->rate_max;
+    L->idle = !opt->rate_max && opt->rate == 0;
     L->period_ms = opt->rate > 0 ? 1000.0 / opt->rate : 0;
-    L->guard = opt->rate > 0 && opt->rate <= 1.0;
+    L->guard = opt->rate > 0 && opt->rate <= 1.0 && opt->min_submit_interval_ms > 0;
+    if (opt->min_submit_interval_ms)
+        L->gap_ms = (double)opt->min_submit_interval_ms + GAP_MARGIN_MS;
     kc_summary_init(&L->sum, opt->sessions);
     L->sum.transport = kc_scheme_name(opt->addr.scheme);
     L->sum.rate = opt->rate;
@@ -465,6 +583,7 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     else
         snprintf(L->sum.rate_text, sizeof(L->sum.rate_text), "%g", opt->rate);
     L->sum.pipeline = opt->pipeline;
+    L->sum.hashrate_asked = opt->hashrate;
     check_limits(L);
 
     kc_client *c = &L->client;
@@ -475,6 +594,7 @@ int kc_load_run(uv_loop_t *loop, const kc_options *opt, const kc_target *target)
     c->connect_timeout_ms = CONNECT_TIMEOUT_MS;
     c->backoff_base_ms = BACKOFF_BASE_MS;
     c->backoff_max_ms = BACKOFF_MAX_MS;
+    c->hashrate = opt->hashrate;
     int status = 1;
     if (kc_client_init(c) != 0 || kc_nonce_seq_seed(&L->rng) != 0) {
         KP_ERROR(MODULE, "out of memory");

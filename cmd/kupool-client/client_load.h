@@ -8,7 +8,14 @@
  * do not submit in the same millisecond. With -rate at most 1 per second a session also waits
  * 1 s after its last accepted answer, so the server's default -min_submit_interval rejects
  * nothing that -mix did not ask for. -rate max keeps -pipeline submits in flight at all times;
- * -rate 0 holds idle sessions that follow the jobs and never submit. */
+ * -rate 0 holds idle sessions that follow the jobs and never submit.
+ *
+ * Difficulty (SPEC §8): a session the server sent set_difficulty searches at -hashrate
+ * (default 100 hashes/s) in the loop's time slices (client_miner.c), and its shares go as they
+ * are found instead of on the -rate schedule, no sooner than -min_submit_interval after its
+ * last accepted answer and within -pipeline (-rate max: within -pipeline alone). A -mix draw
+ * rides on each share. Idle sessions (-rate 0) do not search. The summary adds the search's
+ * figures (client_summary.h). */
 #ifndef KC_CLIENT_LOAD_H
 #define KC_CLIENT_LOAD_H
 

@@ -16,6 +16,7 @@
 
 #define PROG_NAME "kupool-client"
 #define MAX_SESSIONS 1000000u
+#define DEFAULT_LOAD_HASHRATE 100.0 /* SPEC §8 */
 
 static const char *parse_share(const char *value, size_t len, double *out)
 {
@@ -94,6 +95,23 @@ static const char *set_rate(void *target, const char *v)
     return NULL;
 }
 
+static const char *set_hashrate(void *target, const char *v)
+{
+    kc_options *o = target;
+    o->hashrate_set = true;
+    if (strcmp(v, "max") == 0) {
+        o->hashrate = 0;
+        return NULL;
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (!v[0] || errno || *end || !(d >= 0.001 && d <= 1e10))
+        return "want hashes per second per session, 0.001..1e10, or max";
+    o->hashrate = d;
+    return NULL;
+}
+
 static const char *set_src(void *target, const char *v)
 {
     kc_options *o = target;
@@ -144,6 +162,13 @@ static const kp_flag_spec flags[] = {
      .help = "tls:// and wss://: do not verify the server's certificate (test certificates)"},
     {.name = "json", KP_FLAG_BOOL_FIELD(kc_options, json), .def = "false",
      .help = "load mode: print the final summary as one JSON object"},
+    /* Its default depends on the mode: resolved after parsing, from whether it was given. */
+    {.name = "hashrate", .type = KP_FLAG_FUNC, .set = set_hashrate, .arg = "H|max",
+     .shown_def = "load: 100; demo: max, as fast as one core goes",
+     .help = "hashes per second per session while the server asks for difficulty (SPEC §8)"},
+    {.name = "min_submit_interval", KP_FLAG_DURATION_FIELD(kc_options, min_submit_interval_ms),
+     .def = "1s",
+     .help = "the server's -min_submit_interval: no share goes sooner after an accepted one"},
     {.name = "h", .alias = "help", .type = KP_FLAG_HELP, .help = "print this help"},
     {.name = "version", .type = KP_FLAG_VERSION, .help = "print the version"},
 };
@@ -158,7 +183,8 @@ static void print_help(FILE *out)
             "Demo mode (default): one session that authorizes, answers every job at most once a\n"
             "second and at least once a minute, logs each answer and reconnects with jittered\n"
             "backoff. Load mode (-n N): N sessions from one loop, a progress line per second on\n"
-            "stderr and a summary at the end.\n\nFlags:\n",
+            "stderr and a summary at the end. When the server sends set_difficulty, each session\n"
+            "searches for shares at -hashrate and submits those that meet its target.\n\nFlags:\n",
             PROG_NAME);
     kp_flags_usage(flags, FLAG_COUNT, KP_FLAGS_LAYOUT_GO, out);
     fputs("\nEnvironment: KUP_LOG_LEVEL=trace|debug|info|warn|error, KUP_LOG_FORMAT=text|json\n",
@@ -186,6 +212,8 @@ int kc_options_parse(kc_options *o, int argc, char **argv, FILE *out, FILE *err)
     o->duration_set = fs.src[kp_flags_find(&fs, "duration")] != KP_FLAG_FROM_DEFAULT;
     if (o->sessions > 0 && !o->duration_set)
         o->duration_ms = 10000;
+    if (!o->hashrate_set)
+        o->hashrate = o->sessions > 0 ? DEFAULT_LOAD_HASHRATE : 0;
     if (!kc_username_ok(o->username)) {
         fprintf(err,
                 "%s: invalid value for flag -username: 1..%d bytes without control characters, "

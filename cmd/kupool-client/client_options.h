@@ -35,6 +35,9 @@ typedef struct kc_options {
     /* tls:// and wss:// */
     char tls_ca[1024];     /* -tls_ca: CA certificates (PEM) to verify the server; "" = system */
     bool tls_insecure;     /* -tls_insecure: no verification (self-signed test certificates) */
+    double hashrate;       /* -hashrate per session (SPEC §8); 0 = as fast as one core goes */
+    bool hashrate_set;
+    uint64_t min_submit_interval_ms; /* -min_submit_interval: the server's rate limit */
 } kc_options;
 
 enum kc_options_result { KC_OPTIONS_RUN = 0, KC_OPTIONS_HELP = 1, KC_OPTIONS_VERSION = 2 };

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "kupool/error.h"
+#include "kupool/event.h"
 
 #define IO_BUF_SIZE (64u * 1024u)
 /* The longest line a KuPool server sends is a job notification of about 110 bytes; anything
@@ -97,6 +98,7 @@ int kc_session_init(kc_session *s, kc_client *c, const char *username)
         return KP_ENOMEM;
     }
     s->next_id = 1;
+    kc_search_init(&s->search, c->hashrate);
     uv_timer_init(c->loop, &s->timer);
     uv_timer_init(c->loop, &s->pace);
     s->timer.data = s;
@@ -151,6 +153,7 @@ static void went_down(kc_session *s, uint32_t lost)
     s->fifo_head = s->fifo_len = 0;
     s->job_id = 0;
     s->last_ok_job = 0;
+    kc_search_reset(&s->search);
     free(s->partial);
     s->partial = NULL;
     s->partial_len = s->partial_cap = 0;
@@ -313,13 +316,49 @@ static void send_line(kc_session *s, const char *data, size_t len)
     with_batch(s, send_line_batched, &l);
 }
 
+static bool can_submit(const kc_session *s)
+{
+    return s->state == KC_STATE_READY && s->job_id != 0 && s->fifo_len <= s->client->max_in_flight;
+}
+
+static kc_in_flight *next_slot(kc_session *s)
+{
+    return &s->fifo[(s->fifo_head + s->fifo_len) % (s->client->max_in_flight + 1)];
+}
+
+/* Formats the submit of slot f (nonce, kind, difficulty and hashes filled) and sends it. */
+static bool send_submit(kc_session *s, kc_in_flight *f, int64_t job_id, const char *result)
+{
+    char line[KC_SUBMIT_LINE_MAX];
+    size_t len = kc_format_submit(line, s->next_id, job_id, f->nonce, result);
+    if (len == 0)
+        return false;
+    f->id = s->next_id++;
+    f->job_id = job_id;
+    f->sent_ns = uv_hrtime();
+    s->fifo_len++;
+    send_line(s, line, len);
+    return true;
+}
+
+bool kc_session_submit_share(kc_session *s, const kc_share *sh)
+{
+    if (!can_submit(s))
+        return false;
+    kc_in_flight *f = next_slot(s);
+    memcpy(f->nonce, sh->nonce, sizeof(f->nonce));
+    f->kind = KC_SUBMIT_VALID;
+    f->difficulty = sh->difficulty;
+    f->hashes = sh->hashes;
+    return send_submit(s, f, sh->job_id, sh->result);
+}
+
 bool kc_session_submit(kc_session *s, kc_submit_kind kind)
 {
     kc_client *c = s->client;
-    if (s->state != KC_STATE_READY || s->job_id == 0 || s->fifo_len > c->max_in_flight)
+    if (!can_submit(s))
         return false;
-    uint32_t cap = c->max_in_flight + 1;
-    kc_in_flight *f = &s->fifo[(s->fifo_head + s->fifo_len) % cap];
+    kc_in_flight *f = next_slot(s);
     /* Only the current job is sure to be valid: with the default -expire (two intervals) the
      * previous one expires the moment the next is issued, which may be before its notification
      * arrives here, and the answer would be "Task expired" instead of a duplicate. */
@@ -335,18 +374,11 @@ bool kc_session_submit(kc_session *s, kc_submit_kind kind)
         return false;
     if (kind == KC_SUBMIT_INVALID) /* still 64 hex digits, just not the right ones */
         result[0] = result[0] == '0' ? '1' : '0';
-
-    char line[KC_SUBMIT_LINE_MAX];
-    size_t len = kc_format_submit(line, s->next_id, s->job_id, f->nonce, result);
-    if (len == 0)
-        return false;
-    f->id = s->next_id++;
-    f->job_id = s->job_id;
     f->kind = (uint8_t)kind;
-    f->sent_ns = uv_hrtime();
-    s->fifo_len++;
-    send_line(s, line, len);
-    return true;
+    /* Not a share the search found: it is judged at the difficulty in force (1 when off). */
+    f->difficulty = s->search.on && s->search.difficulty ? s->search.difficulty : 1;
+    f->hashes = 1;
+    return send_submit(s, f, s->job_id, result);
 }
 
 void kc_session_stop(kc_session *s)
@@ -613,8 +645,29 @@ static bool handle_job(kc_session *s, const cJSON *params)
     int64_t prev = s->job_id;
     s->job_id = job_id;
     memcpy(s->server_nonce, nonce->valuestring, strlen(nonce->valuestring) + 1);
+    kc_search_job(&s->search, job_id, s->server_nonce);
     s->client->events->on_job(s, prev);
     return true;
+}
+
+/* set_difficulty (SPEC §8): {"difficulty":D,"target":"<64 hex>"}, for the job that follows. */
+static bool handle_set_difficulty(kc_session *s, const cJSON *params)
+{
+    char target[KC_TARGET_HEX + 1];
+    const cJSON *dj = cJSON_GetObjectItemCaseSensitive(params, "difficulty");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(params, "target");
+    /* 1..2^53: the top one is exact in a double, though one past JSON_INT_MAX. */
+    double d = cJSON_IsNumber(dj) ? dj->valuedouble : 0;
+    if (s->state != KC_STATE_READY || !(d >= 1 && d <= (double)KP_DIFFICULTY_MAX) ||
+        (double)(uint64_t)d != d || !cJSON_IsString(t) ||
+        kc_target_parse(t->valuestring, strlen(t->valuestring), target) != 0) {
+        drop(s, KC_DOWN_PROTOCOL, "malformed set_difficulty notification");
+        return false;
+    }
+    kc_search_announce(&s->search, (uint64_t)d, target);
+    if (s->client->events->on_difficulty)
+        s->client->events->on_difficulty(s, (uint64_t)d);
+    return s->state == KC_STATE_READY;
 }
 
 static bool handle_auth_answer(kc_session *s, bool ok, const char *error)
@@ -650,6 +703,8 @@ static bool handle_answer(kc_session *s, int64_t id, bool ok, const char *error)
         .outcome = ok ? KP_OUTCOME_OK : error ? outcome_of(error) : KP_OUTCOME_COUNT,
         .error = ok ? NULL : error ? error : "(no error string)",
         .latency_us = (uv_hrtime() - f.sent_ns) / 1000u,
+        .difficulty = f.difficulty,
+        .hashes = f.hashes,
     };
     if (ok) {
         s->last_ok_job = f.job_id;
@@ -678,6 +733,8 @@ static bool handle_line(kc_session *s, const char *line, size_t len)
     int64_t id;
     if (cJSON_IsString(method) && strcmp(method->valuestring, "job") == 0) {
         go_on = handle_job(s, cJSON_GetObjectItemCaseSensitive(root, "params"));
+    } else if (cJSON_IsString(method) && strcmp(method->valuestring, "set_difficulty") == 0) {
+        go_on = handle_set_difficulty(s, cJSON_GetObjectItemCaseSensitive(root, "params"));
     } else if (cJSON_IsBool(result) && json_int(cJSON_GetObjectItemCaseSensitive(root, "id"), &id)) {
         const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
         go_on = handle_answer(s, id, cJSON_IsTrue(result),

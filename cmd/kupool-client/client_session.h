@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "client_addr.h"
+#include "client_search.h"
 #include "client_submit.h"
 #include "hasher.h"
 #include "outcome.h"
@@ -67,6 +68,8 @@ typedef struct kc_answer {
     kp_outcome outcome; /* OK, a SPEC §2 error, or KP_OUTCOME_COUNT for an unknown string */
     const char *error;  /* the error string as received; NULL when accepted */
     uint64_t latency_us; /* from handing the line to the socket to reading the answer */
+    uint64_t difficulty; /* the share's (1 with difficulty off) */
+    uint64_t hashes;     /* the hashes it took (1 with difficulty off) */
 } kc_answer;
 
 typedef struct kc_session_events {
@@ -76,6 +79,9 @@ typedef struct kc_session_events {
      * connection had before (0 for the first one after authorize). */
     void (*on_job)(kc_session *s, int64_t prev_job_id);
     void (*on_answer)(kc_session *s, const kc_answer *a);
+    /* set_difficulty (SPEC §8): `difficulty` applies from the next job on (it is in
+     * s->search.next_difficulty). May be NULL. */
+    void (*on_difficulty)(kc_session *s, uint64_t difficulty);
     /* The connection is gone (or never came up). `lost` submits had no answer. `retry_ms` is the
      * delay before the next attempt, 0 when the session stopped for good. */
     void (*on_down)(kc_session *s, kc_down_reason why, const char *detail, uint32_t lost,
@@ -99,6 +105,7 @@ typedef struct kc_client {
     uint64_t connect_timeout_ms;     /* connect + authorize deadline */
     uint64_t backoff_base_ms;        /* first retry within this; 0 = never reconnect */
     uint64_t backoff_max_ms;         /* retries never wait longer */
+    double hashrate;                 /* -hashrate per session, 0 = as fast as it goes */
     kc_nonce_seq rng;                /* backoff jitter */
     kp_hasher hasher;
     char *read_buf;                  /* every read lands here */
@@ -113,6 +120,7 @@ typedef struct kc_in_flight {
     int64_t id;
     int64_t job_id;
     uint64_t sent_ns;
+    uint64_t difficulty, hashes; /* of the share (1 and 1 with difficulty off) */
     char nonce[KC_NONCE_HEX + 1];
     uint8_t kind; /* kc_submit_kind */
 } kc_in_flight;
@@ -139,6 +147,7 @@ struct kc_session {
     int64_t last_ok_job;     /* the last accepted submit on this connection (0 = none), */
     char last_ok_nonce[KC_NONCE_HEX + 1]; /* for KC_SUBMIT_DUPLICATE */
     kc_nonce_seq nonces;
+    kc_search search;        /* SPEC §8: reset with each connection (counters kept) */
     kc_in_flight *fifo;      /* answers come in request order */
     uint32_t fifo_head, fifo_len;
     char *partial;           /* an unfinished line */
@@ -161,6 +170,10 @@ void kc_session_connect(kc_session *s);
  * the session is READY with a job and fewer than max_in_flight + 1 submits unanswered: the one
  * extra slot is for a KC_SUBMIT_FREQUENT right behind a full pipeline. */
 bool kc_session_submit(kc_session *s, kc_submit_kind kind);
+
+/* Sends a share the search found (kind KC_SUBMIT_VALID) for its job. Same conditions as
+ * kc_session_submit; false when nothing was sent. */
+bool kc_session_submit_share(kc_session *s, const kc_share *sh);
 
 /* True when a KC_SUBMIT_DUPLICATE would be one: a submit for the current job was accepted. */
 static inline bool kc_session_can_duplicate(const kc_session *s)

@@ -104,6 +104,16 @@ void kc_summary_spread(const kc_summary *sum, double *max_ms, double *mean_ms)
     *mean_ms = n ? total / (double)n : 0.0;
 }
 
+double kc_summary_hashrate(const kc_summary *sum)
+{
+    return sum->elapsed_s > 0 ? (double)sum->hashes / sum->elapsed_s : 0.0;
+}
+
+double kc_summary_accepted_hashrate(const kc_summary *sum)
+{
+    return sum->elapsed_s > 0 ? sum->accepted_difficulty / sum->elapsed_s : 0.0;
+}
+
 static const char *outcome_text(int oc)
 {
     return oc < KP_OUTCOME_COUNT ? kp_outcome_wire((kp_outcome)oc) : "(other)";
@@ -155,6 +165,26 @@ void kc_summary_print_text(const kc_summary *sum, FILE *out)
                  "mean %.1f ms\n",
             sum->njobs, (unsigned long long)sum->job_receipts, (unsigned long long)sum->jobs_missed,
             spread_max, spread_mean);
+    char asked[48];
+    if (sum->hashrate_asked > 0)
+        snprintf(asked, sizeof(asked), "%g/s per session", sum->hashrate_asked);
+    else
+        snprintf(asked, sizeof(asked), "max");
+    fprintf(out, "  search    %llu hashes, %.0f/s (asked %s), %llu set_difficulty, difficulty "
+                 "%llu..%llu at the end\n",
+            (unsigned long long)sum->hashes, kc_summary_hashrate(sum), asked,
+            (unsigned long long)sum->set_difficulty, (unsigned long long)sum->difficulty_min,
+            (unsigned long long)sum->difficulty_max);
+    fprintf(out, "  shares    %llu found, %llu dropped (queue full), %llu stale, %llu low "
+                 "difficulty; accepted imply %.0f hashes/s\n",
+            (unsigned long long)sum->shares_found, (unsigned long long)sum->shares_dropped_full,
+            (unsigned long long)sum->shares_dropped_stale, (unsigned long long)sum->low_difficulty,
+            kc_summary_accepted_hashrate(sum));
+    fprintf(out, "  slices    %llu on the loop, p99 %.3f ms (CPU %.3f ms), longest %.3f ms, %.2f s "
+                 "in all; loop delay p99 %.3f ms, max %.3f ms\n",
+            (unsigned long long)sum->slices, sum->slice_p99_ms, sum->slice_cpu_p99_ms,
+            sum->slice_max_ms,
+            sum->search_busy_s, sum->loop_delay_p99_ms, sum->loop_delay_max_ms);
     fprintf(out, "  cpu       user %.2f s, system %.2f s (%.0f%% of one core)\n", sum->cpu_user_s,
             sum->cpu_sys_s, sum->elapsed_s > 0 ? 100.0 * cpu / sum->elapsed_s : 0.0);
 }
@@ -171,6 +201,36 @@ static cJSON *latency_json(const kc_histogram *h)
     cJSON_AddNumberToObject(o, "p99", (double)kc_histogram_percentile(h, 99));
     cJSON_AddNumberToObject(o, "p999", (double)kc_histogram_percentile(h, 99.9));
     cJSON_AddNumberToObject(o, "max", (double)h->max);
+    return o;
+}
+
+static cJSON *search_json(const kc_summary *sum)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "hashes", (double)sum->hashes);
+    cJSON_AddNumberToObject(o, "hashrate_asked", sum->hashrate_asked); /* per session, 0 = max */
+    cJSON_AddBoolToObject(o, "hashrate_max", sum->hashrate_asked == 0);
+    cJSON_AddNumberToObject(o, "hashrate", kc_summary_hashrate(sum));
+    cJSON_AddNumberToObject(o, "hashrate_per_session",
+                            sum->sessions ? kc_summary_hashrate(sum) / sum->sessions : 0.0);
+    cJSON_AddNumberToObject(o, "set_difficulty", (double)sum->set_difficulty);
+    cJSON_AddNumberToObject(o, "difficulty_min", (double)sum->difficulty_min);
+    cJSON_AddNumberToObject(o, "difficulty_max", (double)sum->difficulty_max);
+    cJSON_AddNumberToObject(o, "shares_found", (double)sum->shares_found);
+    cJSON_AddNumberToObject(o, "shares_dropped_queue_full", (double)sum->shares_dropped_full);
+    cJSON_AddNumberToObject(o, "shares_dropped_stale", (double)sum->shares_dropped_stale);
+    cJSON_AddNumberToObject(o, "low_difficulty", (double)sum->low_difficulty);
+    cJSON_AddNumberToObject(o, "accepted_difficulty_sum", sum->accepted_difficulty);
+    cJSON_AddNumberToObject(o, "accepted_hashrate", kc_summary_accepted_hashrate(sum));
+    cJSON_AddNumberToObject(o, "slices", (double)sum->slices);
+    cJSON_AddNumberToObject(o, "slice_max_ms", sum->slice_max_ms);
+    cJSON_AddNumberToObject(o, "slice_p99_ms", sum->slice_p99_ms);
+    cJSON_AddNumberToObject(o, "slice_cpu_p99_ms", sum->slice_cpu_p99_ms);
+    cJSON_AddNumberToObject(o, "loop_delay_p99_ms", sum->loop_delay_p99_ms);
+    cJSON_AddNumberToObject(o, "loop_delay_max_ms", sum->loop_delay_max_ms);
+    cJSON_AddNumberToObject(o, "busy_s", sum->search_busy_s);
     return o;
 }
 
@@ -238,6 +298,7 @@ int kc_summary_print_json(const kc_summary *sum, FILE *out)
     cJSON_AddNumberToObject(root, "errors", (double)kc_summary_errors(sum));
     cJSON_AddItemToObject(root, "latency_us", latency_json(&sum->latency));
     cJSON_AddItemToObject(root, "jobs", jobs_json(sum));
+    cJSON_AddItemToObject(root, "search", search_json(sum));
     cJSON *cpu = cJSON_AddObjectToObject(root, "cpu_s");
     if (cpu) {
         cJSON_AddNumberToObject(cpu, "user", sum->cpu_user_s);

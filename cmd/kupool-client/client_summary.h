@@ -43,6 +43,23 @@ typedef struct kc_summary {
     uint64_t jobs_missed;       /* jobs a session skipped between two it received */
     kc_job_receipts *jobs;      /* per job, in id order */
     size_t njobs, jobs_cap;
+    /* the search (SPEC §8) */
+    double hashrate_asked;      /* -hashrate per session, 0 = max */
+    uint64_t hashes;            /* every hash: the searches' and one per submit with difficulty off */
+    uint64_t off_hashes;        /* of those, the submits' made with difficulty off */
+    uint64_t set_difficulty;    /* notifications received */
+    uint64_t difficulty_min, difficulty_max; /* last in force over the sessions, 0 = none */
+    uint64_t shares_found;
+    uint64_t shares_dropped_full;  /* found while the session's queue was full */
+    uint64_t shares_dropped_stale; /* waiting when a newer job came or the connection ended */
+    uint64_t low_difficulty;    /* "Low difficulty share" answers */
+    double accepted_difficulty; /* sum over the accepted shares (1 each with difficulty off) */
+    uint64_t slices;            /* search slices run on the loop */
+    double slice_max_ms;        /* the longest: the most the search held the loop */
+    double slice_p99_ms;
+    double slice_cpu_p99_ms;    /* the same in CPU time: without the OS's preemption */
+    double loop_delay_p99_ms, loop_delay_max_ms; /* lateness of the search's 10 ms tick */
+    double search_busy_s;       /* the loop's time spent in them */
     /* the client process */
     double cpu_user_s, cpu_sys_s;
 } kc_summary;
@@ -64,6 +81,11 @@ uint64_t kc_summary_errors(const kc_summary *sum);
 
 /* Largest and mean first-to-last spread over the jobs broadcast to more than one session, ms. */
 void kc_summary_spread(const kc_summary *sum, double *max_ms, double *mean_ms);
+
+/* Hashes per second over the run, all sessions; and what the accepted shares' difficulties
+ * imply the server saw (sum of difficulties / seconds). 0 before any time passed. */
+double kc_summary_hashrate(const kc_summary *sum);
+double kc_summary_accepted_hashrate(const kc_summary *sum);
 
 void kc_summary_print_text(const kc_summary *sum, FILE *out);
 
