@@ -116,41 +116,12 @@ static void pump(fixture *fx, int ms)
 
 static char *http_get(int port, const char *path)
 {
-    int fd = kp_connect(port, 0);
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-    kp_send(fd, req, (size_t)n);
-    size_t cap = 1 << 17, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        assert_true(poll(&p, 1, REPLY_MS) == 1);
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        assert_true(len < cap - 1);
-    }
-    buf[len] = '\0';
-    kp_close(fd);
-    char *body = strstr(buf, "\r\n\r\n");
-    assert_non_null(body);
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
+    return kp_http_get(port, path, NULL);
 }
 
 static unsigned long long metric(int port, const char *series)
 {
-    char *m = http_get(port, "/metrics");
-    char want[160];
-    snprintf(want, sizeof(want), "\n%s ", series);
-    char *at = strstr(m, want);
-    if (!at)
-        fail_msg("no %s in /metrics", series);
-    unsigned long long v = strtoull(at + strlen(want), NULL, 10);
-    free(m);
-    return v;
+    return (unsigned long long)kp_metric(port, series);
 }
 
 static unsigned long long stop_node(fixture *fx, int i)

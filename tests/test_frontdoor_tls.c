@@ -366,44 +366,18 @@ static void mine_once(peer *p, const char *user, const char *client_nonce)
 
 /* ---- the admin endpoint ---- */
 
+/* GET path on the admin port; returns the body (caller frees); the answer must be 200. */
 static char *http_get(int port, const char *path)
 {
-    int fd = kp_connect(port, 0);
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-    kp_send(fd, req, (size_t)n);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        assert_true(poll(&pfd, 1, REPLY_MS) == 1);
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        assert_true(len < cap - 1);
-    }
-    buf[len] = '\0';
-    kp_close(fd);
-    assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
-    char *body = strstr(buf, "\r\n\r\n");
-    assert_non_null(body);
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
+    int status = 0;
+    char *body = kp_http_get(port, path, &status);
+    assert_int_equal(status, 200);
+    return body;
 }
 
 static double metric(fixture *fx, const char *series)
 {
-    char *m = http_get(fx->admin_port, "/metrics");
-    char want[160];
-    snprintf(want, sizeof(want), "\n%s ", series);
-    char *at = strstr(m, want);
-    if (!at)
-        fail_msg("no %s in /metrics", series);
-    double v = strtod(at + strlen(want), NULL);
-    free(m);
-    return v;
+    return kp_metric(fx->admin_port, series);
 }
 
 /* The addresses GET /bans lists, comma-separated, into out. */

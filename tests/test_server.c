@@ -1128,32 +1128,10 @@ static ssize_t send_some(int fd, const char *data, size_t len, int timeout_ms)
     return (ssize_t)sent;
 }
 
-/* One series of the admin endpoint's /metrics (HTTP/1.0, read to EOF). */
+/* One series of the admin endpoint's /metrics. */
 static double metric(int admin_port, const char *series)
 {
-    int fd = kp_connect(admin_port, 0);
-    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    kp_send(fd, req, sizeof(req) - 1);
-    static char body[1 << 17];
-    size_t len = 0;
-    uint64_t deadline = kp_test_now_ms() + REPLY_TIMEOUT_MS;
-    while (len + 1 < sizeof(body) && kp_test_now_ms() < deadline) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (poll(&pf, 1, 100) <= 0)
-            continue;
-        ssize_t n = recv(fd, body + len, sizeof(body) - 1 - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    body[len] = '\0';
-    kp_close(fd);
-    size_t slen = strlen(series);
-    for (const char *line = body; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
-        if (strncmp(line, series, slen) == 0 && line[slen] == ' ')
-            return strtod(line + slen + 1, NULL);
-    fail_msg("no series %s in /metrics:\n%s", series, body);
-    return 0;
+    return kp_metric(admin_port, series);
 }
 
 /* Polls /metrics until `series` equals `want`; fails after timeout_ms with the last value. */

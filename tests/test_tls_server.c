@@ -196,15 +196,7 @@ static void test_s_client_mines(void **state)
 /* GET /metrics and the value of one sample line. */
 static long metric(int http_port, const char *sample)
 {
-    int fd = kp_connect(http_port, 0);
-    kp_sendf(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    char line[4096];
-    long value = -1;
-    while (kp_recv_line(fd, line, sizeof(line), 5000) >= 0)
-        if (strncmp(line, sample, strlen(sample)) == 0 && line[strlen(sample)] == ' ')
-            value = strtol(line + strlen(sample) + 1, NULL, 10);
-    kp_close(fd);
-    return value;
+    return (long)kp_metric(http_port, sample);
 }
 
 static void test_handshake_deadline(void **state)

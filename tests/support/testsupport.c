@@ -360,3 +360,51 @@ void kp_test_result(const char *a, const char *b, char out[65])
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
+
+char *kp_http_get(int port, const char *path, int *status)
+{
+    int fd = kp_connect(port, 0);
+    kp_sendf(fd, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    size_t cap = 1 << 18, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 15000) != 1)
+            fail_msg("GET %s: no answer within 15 s", path);
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len >= cap - 1)
+            fail_msg("GET %s: answer over %zu bytes", path, cap);
+    }
+    buf[len] = '\0';
+    kp_close(fd);
+    int code = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &code) != 1)
+        fail_msg("GET %s: not an HTTP answer: %.200s", path, buf);
+    if (status)
+        *status = code;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!body)
+        fail_msg("GET %s: no end of head", path);
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+double kp_metric(int port, const char *series)
+{
+    char *m = kp_http_get(port, "/metrics", NULL);
+    size_t n = strlen(series);
+    for (const char *line = m; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            double v = strtod(line + n + 1, NULL);
+            free(m);
+            return v;
+        }
+    }
+    fail_msg("no series %s in /metrics", series);
+    free(m);
+    return 0;
+}

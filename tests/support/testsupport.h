@@ -82,4 +82,13 @@ void kp_test_result(const char *a, const char *b, char out[65]);
 /* Monotonic milliseconds. */
 uint64_t kp_test_now_ms(void);
 
+/* GET `path` from the admin endpoint on 127.0.0.1:port (HTTP/1.1, Connection: close, read to
+ * EOF, at most 256 KiB). Returns the body, malloc'd (the caller frees it), and the status code
+ * in *status unless status is NULL. */
+char *kp_http_get(int port, const char *path, int *status);
+
+/* The value of `series` (a name with its labels) in the admin endpoint's /metrics; fails the
+ * test when the series is not there. */
+double kp_metric(int port, const char *series);
+
 #endif
